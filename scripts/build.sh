@@ -9,7 +9,7 @@ PY="${MX_PYTHON:-.venv/bin/python}"
 [ -x "$PY" ] || PY=python3
 case "$PY" in /*) ;; */*) PY="$PWD/$PY" ;; *) PY="$(command -v "$PY")" ;; esac
 TORCH_PREFIX="$($PY -c 'import torch; print(torch.utils.cmake_prefix_path)')"
-export CCACHE_DIR="${CCACHE_DIR:-$PWD/.cache/ccache}"
+export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
 export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-5G}"
 extra=()
 if [ -d .carry/deps/usr ] && ! pkg-config --exists libutf8proc 2>/dev/null; then

@@ -185,7 +185,7 @@ class Unpickler {
     throw CheckpointError(where_ + ": " + what + " (pickle byte " + std::to_string(op_pos_) + ")");
   }
   const uint8_t* take(uint64_t k) {
-    if (k > n_ - pos_) fail("malformed pickle: an argument runs past the end of data.pkl");
+    if (k > n_ - pos_) fail("malformed pickle: an argument runs past the end of data.pkl (truncated?)");
     const uint8_t* q = p_ + pos_;
     pos_ += k;
     return q;

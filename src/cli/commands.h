@@ -12,5 +12,6 @@ void register_eval_ppl(CLI::App& app);
 void register_calibrate(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_passkey(CLI::App& app);
+void register_bench(CLI::App& app);
 
 }  // namespace mx::cli

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
 
   mx::cli::register_inspect(app);
   mx::cli::register_tokenize(app);
+  mx::cli::register_bench(app);
 
   try {
     app.parse(argc, argv);

@@ -7,6 +7,7 @@
 // documents can be encoded in parallel with one shared Tokenizer.
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -67,7 +68,9 @@ void parse_pre_tokenizer(const std::filesystem::path& path, const json& p, tok::
   impl.use_regex = p.value("use_regex", true);  // HF: #[serde(default = "default_true")]
 }
 
-void parse_model(const std::filesystem::path& path, const json& m, tok::BpeModel& bpe) {
+// Returns the vocab as byte-level string -> id (what HF's model.token_to_id looks up).
+std::unordered_map<std::string, uint32_t> parse_model(const std::filesystem::path& path, const json& m,
+                                                      tok::BpeModel& bpe) {
   if (!m.is_object()) fail(path, "field 'model' missing or not an object");
   if (m.contains("type") && m["type"] != "BPE") fail(path, "model.type is " + m["type"].dump() + ", expected \"BPE\"");
   if (m.contains("dropout") && !m["dropout"].is_null() && !(m["dropout"].is_number() && m["dropout"] == 0)) {
@@ -139,55 +142,76 @@ void parse_model(const std::filesystem::path& path, const json& m, tok::BpeModel
     bpe.merges[(uint64_t(ia->second) << 32) | ib->second] = {rank, iab->second};
     ++rank;
   }
+  return by_string;
 }
 
-void parse_added_tokens(const std::filesystem::path& path, const json& j, tok::TokenizerData& impl) {
+// Added tokens as HF's deserializer registers them (tokenizer/serialization.rs -> AddedVocabulary::add_tokens):
+// a normalized token's content is normalized first; its id is the id its content already has (an earlier added
+// token or the model vocab: the file's "id" is then ignored, HF only warns), else the next free id after the
+// model vocab. A content listed twice keeps one id, and the later entry's flags.
+void parse_added_tokens(const std::filesystem::path& path, const json& j,
+                        const std::unordered_map<std::string, uint32_t>& vocab, tok::TokenizerData& impl) {
   const auto it = j.find("added_tokens");
   if (it == j.end() || it->is_null()) return;
   if (!it->is_array()) fail(path, "field 'added_tokens' is not an array");
+  std::unordered_map<std::string, uint32_t> content_to_id;
+  std::unordered_map<uint32_t, size_t> index_of;  // id -> position in impl.added
+  std::vector<std::string> specials, others;      // contents, in HF's trie order
+  const auto model_size = static_cast<uint32_t>(vocab.size());
   for (size_t i = 0; i < it->size(); ++i) {
     const json& t = (*it)[i];
     const std::string where = "added_tokens[" + std::to_string(i) + "]";
-    if (!t.is_object() || !t.contains("id") || !t["id"].is_number_unsigned() || !t.contains("content") ||
-        !t["content"].is_string()) {
-      fail(path, where + " needs an integer 'id' and a string 'content'");
+    if (!t.is_object() || !t.contains("content") || !t["content"].is_string()) {
+      fail(path, where + " needs a string 'content'");
     }
     tok::AddedToken a;
-    a.id = t["id"].get<uint32_t>();
     a.content = t["content"].get<std::string>();
     a.special = t.value("special", false);
     a.single_word = t.value("single_word", false);
     a.lstrip = t.value("lstrip", false);
     a.rstrip = t.value("rstrip", false);
     a.normalized = t.value("normalized", !a.special);
+    if (a.normalized && impl.nfc) {
+      std::string n;
+      tok::nfc_append(a.content, n);
+      a.content = n;
+    }
     if (a.content.empty()) continue;  // HF ignores empty added tokens
-    impl.added.push_back(a);
+    if (const auto c = content_to_id.find(a.content); c != content_to_id.end()) {
+      a.id = c->second;
+    } else if (const auto v = vocab.find(a.content); v != vocab.end()) {
+      a.id = v->second;
+    } else {
+      uint32_t max_id = 0;
+      for (const auto& [content, id] : content_to_id) max_id = std::max(max_id, id);
+      a.id = (!content_to_id.empty() && (max_id >= model_size || model_size == 0)) ? max_id + 1 : model_size;
+    }
+    const bool seen = content_to_id.count(a.content) > 0;
+    const bool seen_special = std::find(specials.begin(), specials.end(), a.content) != specials.end();
+    content_to_id[a.content] = a.id;
+    if (a.special && !seen_special) specials.push_back(a.content);
+    if (!a.special && !seen_special && !seen) others.push_back(a.content);
+    if (const auto k = index_of.find(a.id); k != index_of.end()) {
+      impl.added[k->second] = a;
+    } else {
+      index_of[a.id] = impl.added.size();
+      impl.added.push_back(a);
+    }
   }
   for (const auto& a : impl.added) {
     std::string bytes;
     if (!tok::byte_level_decode(a.content, bytes)) bytes = a.content;  // HF ByteLevel decoder's fallback
     impl.added_bytes[a.id] = bytes;
   }
-  // HF builds its tries from the special tokens first, then the others; the normalized set matches the
-  // normalized content.
+  // HF builds its tries from the special tokens first, then the others; the normalized set is matched
+  // against the normalized text.
   std::vector<std::string> raw_patterns, norm_patterns;
   std::vector<const tok::AddedToken*> raw_tokens, norm_tokens;
-  for (const bool special : {true, false}) {
-    for (const auto& a : impl.added) {
-      if (a.special != special) continue;
-      if (a.normalized) {
-        std::string n;
-        if (impl.nfc) {
-          tok::nfc_append(a.content, n);
-        } else {
-          n = a.content;
-        }
-        norm_patterns.push_back(n);
-        norm_tokens.push_back(&a);
-      } else {
-        raw_patterns.push_back(a.content);
-        raw_tokens.push_back(&a);
-      }
+  for (const auto* list : {&specials, &others}) {
+    for (const auto& content : *list) {
+      const tok::AddedToken* a = &impl.added[index_of.at(content_to_id.at(content))];
+      (a->normalized ? norm_patterns : raw_patterns).push_back(content);
+      (a->normalized ? norm_tokens : raw_tokens).push_back(a);
     }
   }
   impl.raw_matcher.build(std::move(raw_patterns), std::move(raw_tokens));
@@ -215,8 +239,8 @@ Tokenizer Tokenizer::from_file(const std::filesystem::path& tokenizer_json) {
     if (!decoder.is_null() && decoder.value("type", "") != "ByteLevel") {
       fail(tokenizer_json, "unsupported decoder " + decoder.dump().substr(0, 80) + " (supported: ByteLevel)");
     }
-    parse_model(tokenizer_json, j.value("model", json()), impl->bpe);
-    parse_added_tokens(tokenizer_json, j, *impl);
+    const auto vocab = parse_model(tokenizer_json, j.value("model", json()), impl->bpe);
+    parse_added_tokens(tokenizer_json, j, vocab, *impl);
   } catch (const json::exception& e) {  // a field of the wrong JSON type
     fail(tokenizer_json, std::string("unexpected field type: ") + e.what());
   }

@@ -19,7 +19,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <iomanip>
 #include <iostream>
@@ -106,6 +105,8 @@ struct LayoutCase {
   std::string model, layout;
 };
 
+void PrintTo(const LayoutCase& c, std::ostream* os) { *os << c.model << "/" << c.layout; }
+
 std::vector<LayoutCase> layout_cases() {
   std::vector<LayoutCase> v;
   for (const auto& m : kTinyModels)
@@ -163,13 +164,13 @@ TEST_P(ModelParity, LogitsMatchTransformers) {
 TEST_P(ModelParity, DtScalesMatchPatchedTransformers) {
   const auto& p = GetParam();
   const auto m = load_tiny(p.model, p.layout);
-  double worst = 0;
+  double worst = 0, effect_scalar = 0, effect_vector = 0;
   for (const auto& c : model_info(p.model).at("cases")) {
     const auto fx = read_case(c);
     for (const char* kind : {"scalar", "vector"}) {
       const auto& ref = get(fx, std::string("logits_") + kind);
-      // The scales must matter, or this test could not fail.
-      ASSERT_GT(max_rel_error(get(fx, "logits"), ref), kMustDiffer) << kind << " " << c.at("file");
+      double& effect = std::string(kind) == "scalar" ? effect_scalar : effect_vector;
+      effect = std::max(effect, max_rel_error(get(fx, "logits"), ref));
       const auto ours = m.lm->forward(get(fx, "ids"), to_scales(get(fx, std::string("scales_") + kind)));
       ASSERT_EQ(ours.sizes(), ref.sizes());
       const double e = max_rel_error(ours, ref);
@@ -177,6 +178,10 @@ TEST_P(ModelParity, DtScalesMatchPatchedTransformers) {
       worst = std::max(worst, e);
     }
   }
+  // The scales must move the logits far more than the tolerance (at L = 1 and small Δ they barely do; the
+  // longer cases carry the check), or this test could not fail.
+  EXPECT_GT(effect_scalar, kMustDiffer) << "scalar scales hardly change HF's logits";
+  EXPECT_GT(effect_vector, kMustDiffer) << "vector scales hardly change HF's logits";
   RecordProperty("max_rel_err", sci(worst));
   report(p.model + "/" + p.layout + " scaled logits vs patched HF", worst);
 }
@@ -302,7 +307,7 @@ TEST(ModelParityDecodeOrganism, StepEqualsFullForward) {
     const auto& info = manifest().at("organisms").at(arch);
     const auto m = load(mx::test::source_dir() / info.at("model_dir").get<std::string>());
     const auto fx = read_tensors(fixture_dir("model") / info.at("file").get<std::string>());
-    const auto ids = get(fx, "ids").narrow(1, 0, 96).contiguous();  // (1, 96)
+    const auto ids = get(fx, "ids").narrow(1, 0, 64).contiguous();  // (1, 64)
     at::manual_seed(7);
     const auto& cfg = m.lm->config();
     const auto sv = at::exp(at::rand({cfg.n_layer, cfg.scale_width()}) * (std::log(3.0) - std::log(0.3)) + std::log(0.3));
@@ -332,14 +337,12 @@ TEST_P(ModelParitySegmented, SegmentsEqualMonolithic) {
       std::vector<at::Tensor> parts;
       int64_t next = 0;
       mx::State st;
-      auto T0 = std::chrono::steady_clock::now();
       m.lm->hidden_segmented(ids, seg, sc, [&](int64_t start, const at::Tensor& h) {
         EXPECT_EQ(start, next);
         EXPECT_LE(h.size(1), seg);
         next = start + h.size(1);
         parts.push_back(h.clone());
       }, &st);
-      std::cout << "TIMING seg " << seg << " " << std::chrono::duration<double>(std::chrono::steady_clock::now() - T0).count() << "\n";
       ASSERT_EQ(next, L) << "segments must cover the sequence";
       const auto segmented = at::cat(parts, 1);
       const double e = max_rel_error(segmented, mono);
