@@ -6,13 +6,14 @@
 // Python's json writes infinity as a bare `Infinity` and HF as {"__float__": "Infinity"}; both are accepted.
 // Limits: only pure Mamba / Mamba2 LMs (no attention or MLP layers, RMSNorm everywhere, Mamba2 with the gated
 // RMSNorm applied after the gate); anything else is a ConfigError naming the file and the field.
-#include <nlohmann/json.hpp>
+#include "mambaextend/config.h"
 
 #include <cmath>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <string>
 
-#include "mambaextend/config.h"
+#include "checkpoint/text.h"
 #include "mambaextend/error.h"
 
 namespace mx {
@@ -25,7 +26,7 @@ using nlohmann::json;
 
 // Upper bounds that keep later allocations sane; far above any released Mamba (d_model 8192, 64 layers).
 constexpr int64_t kMaxDim = int64_t{1} << 20;
-constexpr int64_t kMaxLayers = 100000;
+constexpr int64_t kMaxLayers = 4096;
 constexpr int64_t kMaxVocab = int64_t{1} << 26;
 
 // Replaces the bare tokens Infinity / -Infinity / NaN that Python's json.dumps emits (outside strings) with
@@ -87,7 +88,7 @@ class Fields {
   bool boolean(const char* key, bool dflt) const {
     if (!has(key)) return dflt;
     const json& v = obj_.at(key);
-    if (!v.is_boolean()) fail(key, "must be true or false, got " + v.dump());
+    if (!v.is_boolean()) fail(key, "must be true or false, got " + text::brief_json(v));
     return v.get<bool>();
   }
   double number(const char* key, double dflt) const {
@@ -103,17 +104,17 @@ class Fields {
       if (s == "-Infinity" || s == "-inf") return -std::numeric_limits<double>::infinity();
       if (s == "NaN" || s == "nan") return std::numeric_limits<double>::quiet_NaN();
     }
-    fail(key, "must be a number, got " + v.dump());
+    fail(key, "must be a number, got " + text::brief_json(v));
   }
   int64_t check_int(const std::string& key, const json& v, int64_t lo, int64_t hi) const {
     int64_t x = 0;
     if (v.is_number_integer()) {
       x = v.get<int64_t>();
-    } else if (v.is_number_float() && std::isfinite(v.get<double>()) && v.get<double>() == std::floor(v.get<double>()) &&
-               std::fabs(v.get<double>()) < 9e15) {
+    } else if (v.is_number_float() && std::isfinite(v.get<double>()) &&
+               v.get<double>() == std::floor(v.get<double>()) && std::fabs(v.get<double>()) < 9e15) {
       x = static_cast<int64_t>(v.get<double>());  // e.g. "expand": 2.0
     } else {
-      fail(key, "must be an integer, got " + v.dump());
+      fail(key, "must be an integer, got " + text::brief_json(v));
     }
     if (x < lo || x > hi)
       fail(key, "must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + std::to_string(x));
@@ -130,12 +131,12 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // time_step_limit / dt_limit: a two-element list; null or a missing bound means no bound.
 void read_dt_limit(const Fields& f, const json& v, const std::string& key, ModelConfig& cfg) {
-  if (!v.is_array() || v.size() != 2) f.fail(key, "must be a list [min, max], got " + v.dump());
+  if (!v.is_array() || v.size() != 2) f.fail(key, "must be a list [min, max], got " + text::brief_json(v));
   cfg.dt_limit_min = v[0].is_null() ? 0.0 : f.as_number(key, v[0]);
   cfg.dt_limit_max = v[1].is_null() ? std::numeric_limits<double>::infinity() : f.as_number(key, v[1]);
   if (std::isnan(cfg.dt_limit_min) || std::isnan(cfg.dt_limit_max) || cfg.dt_limit_min < 0.0 ||
       cfg.dt_limit_min > cfg.dt_limit_max)
-    f.fail(key, "must satisfy 0 <= min <= max, got " + v.dump());
+    f.fail(key, "must satisfy 0 <= min <= max, got " + text::brief_json(v));
 }
 
 void check_mamba2_heads(const Fields& f, const ModelConfig& cfg) {
@@ -143,15 +144,18 @@ void check_mamba2_heads(const Fields& f, const ModelConfig& cfg) {
     f.fail("num_heads", "times head_dim (" + std::to_string(cfg.n_heads) + " x " + std::to_string(cfg.head_dim) +
                             ") must equal the inner size expand * d_model = " + std::to_string(cfg.d_inner));
   if (cfg.n_heads % cfg.n_groups != 0)
-    f.fail("n_groups", "must divide the number of heads " + std::to_string(cfg.n_heads) + ", got " +
-                           std::to_string(cfg.n_groups));
+    f.fail("n_groups",
+           "must divide the number of heads " + std::to_string(cfg.n_heads) + ", got " + std::to_string(cfg.n_groups));
 }
 
 ModelConfig parse_hf(const json& j, const std::string& where) {
   const Fields f(j, where, "");
   const json& mt = f.at("model_type");
-  if (!mt.is_string()) f.fail("model_type", "must be a string, got " + mt.dump());
+  if (!mt.is_string()) f.fail("model_type", "must be a string, got " + text::brief_json(mt));
   const std::string model_type = mt.get<std::string>();
+  if (model_type != "mamba" && model_type != "mamba2")
+    f.fail("model_type",
+           "names an unknown architecture '" + text::printable(model_type) + "' (supported: mamba, mamba2)");
   ModelConfig cfg;
   cfg.scheme = "hf";
   cfg.d_model = f.integer("hidden_size", 1, kMaxDim);
@@ -176,17 +180,17 @@ ModelConfig parse_hf(const json& j, const std::string& where) {
     if (f.has("intermediate_size")) {
       const int64_t inter = f.integer("intermediate_size", 1, kMaxDim * 64);
       if (inter != cfg.d_inner)
-        f.fail("intermediate_size", "is " + std::to_string(inter) + " but expand * hidden_size = " +
-                                        std::to_string(cfg.d_inner));
+        f.fail("intermediate_size",
+               "is " + std::to_string(inter) + " but expand * hidden_size = " + std::to_string(cfg.d_inner));
     }
     if (f.has("time_step_rank") && j.at("time_step_rank").is_string()) {
       if (j.at("time_step_rank").get<std::string>() != "auto")
-        f.fail("time_step_rank", "must be an integer or \"auto\", got " + j.at("time_step_rank").dump());
+        f.fail("time_step_rank", "must be an integer or \"auto\", got " + text::brief_json(j.at("time_step_rank")));
       cfg.dt_rank = ceil_div(cfg.d_model, 16);
     } else {
       cfg.dt_rank = f.integer("time_step_rank", 1, kMaxDim, ceil_div(cfg.d_model, 16));
     }
-  } else if (model_type == "mamba2") {
+  } else {  // "mamba2"
     cfg.arch = Arch::Mamba2;
     cfg.tie_embeddings = f.boolean("tie_word_embeddings", false);  // Mamba2Config's default, unlike Mamba's
     cfg.d_state = f.integer("state_size", 1, kMaxDim, 128);
@@ -195,13 +199,10 @@ ModelConfig parse_hf(const json& j, const std::string& where) {
     cfg.n_groups = f.integer("n_groups", 1, kMaxDim, 8);
     cfg.chunk_size = f.integer("chunk_size", 1, kMaxDim, 256);
     if (f.has("time_step_limit")) read_dt_limit(f, j.at("time_step_limit"), "time_step_limit", cfg);
-    if (!f.boolean("rms_norm", true))
-      f.fail("rms_norm", "is false: only Mamba2 with the gated RMSNorm is supported");
+    if (!f.boolean("rms_norm", true)) f.fail("rms_norm", "is false: only Mamba2 with the gated RMSNorm is supported");
     if (f.boolean("norm_before_gate", false))
       f.fail("norm_before_gate", "is true: only the norm after the gate (norm_before_gate=false) is supported");
     check_mamba2_heads(f, cfg);
-  } else {
-    f.fail("model_type", "names an unknown architecture '" + model_type + "' (supported: mamba, mamba2)");
   }
   return cfg;
 }
@@ -222,20 +223,20 @@ ModelConfig parse_state_spaces(const json& j, const std::string& where) {
     f.fail("d_intermediate", "is not 0: blocks with an MLP are not supported");
   if (f.has("attn_layer_idx")) {
     const json& a = j.at("attn_layer_idx");
-    if (!a.is_array()) f.fail("attn_layer_idx", "must be a list, got " + a.dump());
+    if (!a.is_array()) f.fail("attn_layer_idx", "must be a list, got " + text::brief_json(a));
     if (!a.empty())
-      f.fail("attn_layer_idx", "is " + a.dump() + ": hybrid models with attention layers are not supported");
+      f.fail("attn_layer_idx", "is " + text::brief_json(a) + ": hybrid models with attention layers are not supported");
   }
 
   json ssm = json::object();
   if (f.has("ssm_cfg")) {
     ssm = j.at("ssm_cfg");
-    if (!ssm.is_object()) f.fail("ssm_cfg", "must be an object, got " + ssm.dump());
+    if (!ssm.is_object()) f.fail("ssm_cfg", "must be an object, got " + text::brief_json(ssm));
   }
   const Fields s(ssm, where, "ssm_cfg.");
   std::string layer = "Mamba1";
   if (s.has("layer")) {
-    if (!ssm.at("layer").is_string()) s.fail("layer", "must be a string, got " + ssm.at("layer").dump());
+    if (!ssm.at("layer").is_string()) s.fail("layer", "must be a string, got " + text::brief_json(ssm.at("layer")));
     layer = ssm.at("layer").get<std::string>();
   }
   const int64_t expand = s.integer("expand", 1, 64, 2);
@@ -248,7 +249,7 @@ ModelConfig parse_state_spaces(const json& j, const std::string& where) {
     cfg.use_conv_bias = s.boolean("conv_bias", true);
     if (s.has("dt_rank") && ssm.at("dt_rank").is_string()) {
       if (ssm.at("dt_rank").get<std::string>() != "auto")
-        s.fail("dt_rank", "must be an integer or \"auto\", got " + ssm.at("dt_rank").dump());
+        s.fail("dt_rank", "must be an integer or \"auto\", got " + text::brief_json(ssm.at("dt_rank")));
       cfg.dt_rank = ceil_div(cfg.d_model, 16);
     } else {
       cfg.dt_rank = s.integer("dt_rank", 1, kMaxDim, ceil_div(cfg.d_model, 16));
@@ -269,12 +270,12 @@ ModelConfig parse_state_spaces(const json& j, const std::string& where) {
     if (s.has("d_ssm") && s.integer("d_ssm", 1, kMaxDim * 64) != cfg.d_inner)
       s.fail("d_ssm", "differs from expand * d_model = " + std::to_string(cfg.d_inner) + ": not supported");
     if (cfg.d_inner % cfg.head_dim != 0)
-      s.fail("headdim", "must divide expand * d_model = " + std::to_string(cfg.d_inner) + ", got " +
-                            std::to_string(cfg.head_dim));
+      s.fail("headdim",
+             "must divide expand * d_model = " + std::to_string(cfg.d_inner) + ", got " + std::to_string(cfg.head_dim));
     cfg.n_heads = cfg.d_inner / cfg.head_dim;
     check_mamba2_heads(s, cfg);
   } else {
-    s.fail("layer", "names an unknown mixer '" + layer + "' (supported: Mamba1, Mamba2)");
+    s.fail("layer", "names an unknown mixer '" + text::printable(layer) + "' (supported: Mamba1, Mamba2)");
   }
   return cfg;
 }
@@ -285,13 +286,14 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
   json j;
   try {
     j = json::parse(normalise_nonfinite(json_text));
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number that overflows
     throw ConfigError(where + ": malformed JSON: " + e.what());
   }
   if (!j.is_object()) throw ConfigError(where + ": expected a JSON object at the top level, got " + j.type_name());
   if (j.contains("model_type")) return parse_hf(j, where);
   if (j.contains("d_model") || j.contains("ssm_cfg")) return parse_state_spaces(j, where);
-  throw ConfigError(where + ": unknown config layout: neither 'model_type' (Hugging Face) nor 'd_model' / "
+  throw ConfigError(where +
+                    ": unknown config layout: neither 'model_type' (Hugging Face) nor 'd_model' / "
                     "'ssm_cfg' (state-spaces) is present");
 }
 

@@ -68,6 +68,8 @@ struct Checkpoint {
   std::filesystem::path dir;
   ModelConfig config;
   std::map<std::string, at::Tensor> tensors;  // canonical name -> tensor as stored (CPU, file dtype)
+  // (views of a private memory map: writing to them never changes the file; "lm_head.weight" is present
+  //  only when the head is untied, i.e. config.tie_embeddings == false)
   std::string format;  // "safetensors" | "safetensors-sharded" | "pytorch_model.bin"
   DType dtype = DType::F32;  // dtype of the stored weights (the most common one)
   int64_t n_params = 0;      // parameters, counting a tied embedding once

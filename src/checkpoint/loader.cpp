@@ -182,7 +182,8 @@ at::Tensor make_tensor(const Found& f) {
     return buf.as_strided(r.shape, strides, 0);
   }
   std::shared_ptr<MappedFile> keep = f.file;
-  return at::from_blob(ptr, r.shape, strides, [keep](void*) {}, opts);
+  return at::from_blob(
+      ptr, r.shape, strides, [keep](void*) {}, opts);
 }
 
 bool same_bytes(const Found& a, const Found& b) {
@@ -234,7 +235,8 @@ Checkpoint load_checkpoint(const fs::path& dir) {
       }
       for (const auto& [name, s] : index)
         if (s == shard && !in_file.count(name))
-          throw CheckpointError(sp.string() + ": missing tensor '" + name + "' (listed for this shard in " + where + ")");
+          throw CheckpointError(sp.string() + ": missing tensor '" + name + "' (listed for this shard in " + where +
+                                ")");
       add_records(file, std::move(recs), found, unexpected);
     }
   } else if (fs::exists(dir / "pytorch_model.bin")) {
@@ -243,7 +245,8 @@ Checkpoint load_checkpoint(const fs::path& dir) {
     auto file = std::make_shared<MappedFile>(dir / "pytorch_model.bin");
     add_records(file, read_torch_zip(file->data(), file->size(), where), found, unexpected);
   } else {
-    throw IoError(dir.string() + ": no weights: expected model.safetensors, model.safetensors.index.json or "
+    throw IoError(dir.string() +
+                  ": no weights: expected model.safetensors, model.safetensors.index.json or "
                   "pytorch_model.bin");
   }
   if (!unexpected.empty()) throw_unexpected(where, unexpected);
@@ -255,14 +258,13 @@ Checkpoint load_checkpoint(const fs::path& dir) {
   const Found& emb = emb_it->second;
   if (emb.rec.shape.size() != 2 || emb.rec.shape[1] != cfg.d_model)
     throw CheckpointError(where + ": tensor '" + emb.rec.name + "' has shape " + shape_str(emb.rec.shape) +
-                          ", expected [vocab, " + std::to_string(cfg.d_model) + "] (d_model from " +
-                          cfg_path.string() + ")");
+                          ", expected [vocab, " + std::to_string(cfg.d_model) + "] (d_model from " + cfg_path.string() +
+                          ")");
   const int64_t rows = emb.rec.shape[0];
   if (cfg.scheme == "hf") {
     if (rows != cfg.vocab_size_unpadded)
-      throw CheckpointError(where + ": tensor '" + emb.rec.name + "' has " + std::to_string(rows) +
-                            " rows, but " + cfg_path.string() + " says vocab_size " +
-                            std::to_string(cfg.vocab_size_unpadded));
+      throw CheckpointError(where + ": tensor '" + emb.rec.name + "' has " + std::to_string(rows) + " rows, but " +
+                            cfg_path.string() + " says vocab_size " + std::to_string(cfg.vocab_size_unpadded));
   } else {
     if (rows < cfg.vocab_size_unpadded)
       throw CheckpointError(where + ": tensor '" + emb.rec.name + "' has " + std::to_string(rows) +
@@ -270,8 +272,8 @@ Checkpoint load_checkpoint(const fs::path& dir) {
                             cfg_path.string());
     if (rows != cfg.vocab_size)
       log::warn(where + ": embedding has " + std::to_string(rows) + " rows, expected vocab_size " +
-                std::to_string(cfg.vocab_size_unpadded) + " padded to " + std::to_string(cfg.vocab_size) +
-                "; using " + std::to_string(rows));
+                std::to_string(cfg.vocab_size_unpadded) + " padded to " + std::to_string(cfg.vocab_size) + "; using " +
+                std::to_string(rows));
   }
   cfg.vocab_size = rows;
 
@@ -284,8 +286,8 @@ Checkpoint load_checkpoint(const fs::path& dir) {
   } else {
     const Found& head = head_it->second;
     const bool shared = !head.rec.storage_key.empty() && head.rec.storage_key == emb.rec.storage_key &&
-                        head.file == emb.file && head.rec.offset == emb.rec.offset &&
-                        head.rec.shape == emb.rec.shape && head.rec.strides == emb.rec.strides;
+                        head.file == emb.file && head.rec.offset == emb.rec.offset && head.rec.shape == emb.rec.shape &&
+                        head.rec.strides == emb.rec.strides;
     if (shared || cfg.tie_embeddings) {
       if (!shared && !same_bytes(head, emb))
         log::warn(where + ": lm_head.weight differs from the embedding but " + cfg_path.string() +

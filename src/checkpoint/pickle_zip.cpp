@@ -19,6 +19,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "checkpoint/text.h"
 #include "mambaextend/checkpoint.h"
 #include "mambaextend/error.h"
 
@@ -70,20 +71,24 @@ std::vector<ZipEntry> read_zip_directory(const uint8_t* data, uint64_t size, con
     cd_offset = le(data + z + 48, 8);
   }
   if (cd_offset > size || cd_size > size - cd_offset) throw fail("central directory lies outside the file");
-  if (n_entries > cd_size / 46) throw fail("central directory too small for its " + std::to_string(n_entries) + " entries");
+  if (n_entries > cd_size / 46)
+    throw fail("central directory too small for its " + std::to_string(n_entries) + " entries");
 
   std::vector<ZipEntry> entries;
   uint64_t p = cd_offset;
   const uint64_t cd_end = cd_offset + cd_size;
   for (uint64_t i = 0; i < n_entries; ++i) {
-    if (cd_end - p < 46 || le(data + p, 4) != kCentralSig) throw fail("corrupt central directory entry " + std::to_string(i));
+    if (cd_end - p < 46 || le(data + p, 4) != kCentralSig)
+      throw fail("corrupt central directory entry " + std::to_string(i));
     const uint64_t flags = le(data + p + 8, 2), method = le(data + p + 10, 2);
     uint64_t comp = le(data + p + 20, 4), uncomp = le(data + p + 24, 4);
-    const uint64_t name_len = le(data + p + 28, 2), extra_len = le(data + p + 30, 2), comment_len = le(data + p + 32, 2);
+    const uint64_t name_len = le(data + p + 28, 2), extra_len = le(data + p + 30, 2),
+                   comment_len = le(data + p + 32, 2);
     uint64_t local = le(data + p + 42, 4);
     if (cd_end - p - 46 < name_len + extra_len + comment_len) throw fail("central directory entry runs past its end");
     ZipEntry e;
     e.name.assign(reinterpret_cast<const char*>(data + p + 46), name_len);
+    if (text::has_control(e.name)) throw fail("entry name '" + text::printable(e.name) + "' has control characters");
     // ZIP64 extended information (header id 1): the 8-byte values whose 4-byte fields are 0xFFFFFFFF, in order.
     const uint8_t* x = data + p + 46 + name_len;
     for (uint64_t q = 0; q + 4 <= extra_len;) {
@@ -168,6 +173,8 @@ class Unpickler {
       const Obj& key = obj(top.items[k]);
       const Obj& val = obj(top.items[k + 1]);
       if (key.kind != Kind::Str) fail("a state-dict key is not a string");
+      if (key.s.empty() || key.s.size() > 1024 || text::has_control(key.s))
+        fail("state-dict key '" + text::printable(key.s) + "' is not a valid tensor name");
       if (val.kind != Kind::Tensor) fail("state-dict entry '" + key.s + "' is not a tensor");
       const auto it = seen.find(key.s);
       if (it != seen.end()) {
@@ -263,27 +270,41 @@ class Unpickler {
       if (s.size() >= 256) fail("malformed pickle: GLOBAL name longer than 256 bytes");
       s += static_cast<char>(p_[pos_++]);
     }
-    if (pos_ >= n_) fail("malformed pickle: unterminated GLOBAL");
+    if (pos_ >= n_) fail("malformed pickle: unterminated GLOBAL (truncated?)");
     ++pos_;
     return s;
   }
 
   // The allow-list. Refusing here means the name is never looked up, let alone called.
   int32_t global(const std::string& module, const std::string& name) {
+    struct Allowed {
+      const char* module;
+      const char* name;
+      Fn fn;
+      DType dtype;
+    };
+    static const Allowed kAllowed[] = {
+        {"collections", "OrderedDict", Fn::OrderedDict, DType::F32},
+        {"torch._utils", "_rebuild_tensor_v2", Fn::RebuildTensorV2, DType::F32},
+        {"torch._utils", "_rebuild_parameter", Fn::RebuildParameter, DType::F32},
+        {"torch", "FloatStorage", Fn::Storage, DType::F32},
+        {"torch", "HalfStorage", Fn::Storage, DType::F16},
+        {"torch", "BFloat16Storage", Fn::Storage, DType::BF16},
+        {"torch", "DoubleStorage", Fn::Storage, DType::F64},
+    };
     Obj o;
     o.kind = Kind::Global;
     o.s = module + "." + name;
-    if (module == "collections" && name == "OrderedDict") o.fn = Fn::OrderedDict;
-    else if (module == "torch._utils" && name == "_rebuild_tensor_v2") o.fn = Fn::RebuildTensorV2;
-    else if (module == "torch._utils" && name == "_rebuild_parameter") o.fn = Fn::RebuildParameter;
-    else if (module == "torch" && name == "FloatStorage") { o.fn = Fn::Storage; o.dtype = DType::F32; }
-    else if (module == "torch" && name == "HalfStorage") { o.fn = Fn::Storage; o.dtype = DType::F16; }
-    else if (module == "torch" && name == "BFloat16Storage") { o.fn = Fn::Storage; o.dtype = DType::BF16; }
-    else if (module == "torch" && name == "DoubleStorage") { o.fn = Fn::Storage; o.dtype = DType::F64; }
-    else
-      fail("pickle names global " + o.s + ", which is not allowed (a state dict needs only collections.OrderedDict, "
-           "torch._utils._rebuild_tensor_v2 and torch.{Float,Half,BFloat16,Double}Storage)");
-    return make(std::move(o));
+    for (const Allowed& a : kAllowed) {
+      if (module == a.module && name == a.name) {
+        o.fn = a.fn;
+        o.dtype = a.dtype;
+        return make(std::move(o));
+      }
+    }
+    fail("pickle names global " + text::printable(o.s) +
+         ", which is not allowed (a state dict needs only collections.OrderedDict, "
+         "torch._utils._rebuild_tensor_v2 and torch.{Float,Half,BFloat16,Double}Storage)");
   }
 
   int64_t as_int(int32_t id, const char* what) {
@@ -346,14 +367,12 @@ class Unpickler {
       case Fn::OrderedDict:
         if (!args.items.empty()) fail("OrderedDict is only accepted without arguments");
         return make(Kind::Dict);
-      case Fn::RebuildTensorV2:
-        return rebuild_tensor(args);
+      case Fn::RebuildTensorV2: return rebuild_tensor(args);
       case Fn::RebuildParameter:  // (data, requires_grad, backward_hooks): the tensor itself
         if (args.items.size() != 3 || obj(args.items[0]).kind != Kind::Tensor)
           fail("_rebuild_parameter expects (tensor, requires_grad, backward_hooks)");
         return args.items[0];
-      case Fn::Storage:
-        break;
+      case Fn::Storage: break;
     }
     fail("storage type " + fn.s + " cannot be called");
   }
@@ -368,11 +387,13 @@ class Unpickler {
     const Obj& numel = obj(pid.items[4]);
     if (tag.kind != Kind::Str || tag.s != "storage") fail("persistent id is not a storage");
     if (type.kind != Kind::Global || type.fn != Fn::Storage) fail("persistent id names no storage type");
-    if (key.kind != Kind::Str || key.s.empty() || key.s.size() > 64 || key.s.find('/') != std::string::npos)
+    if (key.kind != Kind::Str || key.s.empty() || key.s.size() > 64 || key.s.find('/') != std::string::npos ||
+        text::has_control(key.s))
       fail("persistent id has an invalid storage key");
     if (numel.kind != Kind::Int || numel.i < 0) fail("persistent id has an invalid element count");
     const auto it = storages_.find(key.s);
-    if (it != storages_.end() && (it->second.first != type.dtype || it->second.second != static_cast<uint64_t>(numel.i)))
+    if (it != storages_.end() &&
+        (it->second.first != type.dtype || it->second.second != static_cast<uint64_t>(numel.i)))
       fail("storage '" + key.s + "' is declared twice with different types or sizes");
     storages_[key.s] = {type.dtype, static_cast<uint64_t>(numel.i)};
     Obj o;
@@ -390,14 +411,14 @@ class Unpickler {
         if (v < 2 || v > 5) fail("unsupported pickle protocol " + std::to_string(v));
         return;
       }
-      case 0x95: take(8); return;  // FRAME (protocol 4): only a length hint
+      case 0x95: take(8); return;                         // FRAME (protocol 4): only a length hint
       case '(': marks_.push_back(stack_.size()); return;  // MARK
       case 'N': push(make(Kind::None)); return;
-      case 0x88: push(make(Kind::Bool, 1)); return;  // NEWTRUE
-      case 0x89: push(make(Kind::Bool, 0)); return;  // NEWFALSE
+      case 0x88: push(make(Kind::Bool, 1)); return;                                                // NEWTRUE
+      case 0x89: push(make(Kind::Bool, 0)); return;                                                // NEWFALSE
       case 'J': push(make(Kind::Int, static_cast<int32_t>(static_cast<uint32_t>(u(4))))); return;  // BININT
-      case 'K': push(make(Kind::Int, static_cast<int64_t>(u(1)))); return;  // BININT1
-      case 'M': push(make(Kind::Int, static_cast<int64_t>(u(2)))); return;  // BININT2
+      case 'K': push(make(Kind::Int, static_cast<int64_t>(u(1)))); return;                         // BININT1
+      case 'M': push(make(Kind::Int, static_cast<int64_t>(u(2)))); return;                         // BININT2
       case 0x8a: {  // LONG1: n-byte little-endian two's complement
         const uint64_t n = u(1);
         if (n > 8) fail("integer wider than 64 bits");
@@ -416,12 +437,18 @@ class Unpickler {
         push(make(std::move(o)));
         return;
       }
-      case 'X': case 'T': case 'B': push(str(u(4))); return;  // BINUNICODE, BINSTRING, BINBYTES
-      case 0x8c: case 'U': case 'C': push(str(u(1))); return;  // SHORT_BINUNICODE, SHORT_BINSTRING, SHORT_BINBYTES
-      case 0x8d: push(str(u(8))); return;  // BINUNICODE8
-      case ')': push(tuple({})); return;   // EMPTY_TUPLE
+      case 'X':
+      case 'T':
+      case 'B': push(str(u(4))); return;  // BINUNICODE, BINSTRING, BINBYTES
+      case 0x8c:
+      case 'U':
+      case 'C': push(str(u(1))); return;          // SHORT_BINUNICODE, SHORT_BINSTRING, SHORT_BINBYTES
+      case 0x8d: push(str(u(8))); return;         // BINUNICODE8
+      case ')': push(tuple({})); return;          // EMPTY_TUPLE
       case 't': push(tuple(pop_mark())); return;  // TUPLE
-      case 0x85: case 0x86: case 0x87: {  // TUPLE1..3
+      case 0x85:
+      case 0x86:
+      case 0x87: {  // TUPLE1..3
         std::vector<int32_t> v(static_cast<size_t>(op - 0x84));
         for (size_t k = v.size(); k-- > 0;) v[k] = pop();
         push(tuple(std::move(v)));
@@ -429,7 +456,7 @@ class Unpickler {
       }
       case ']': push(make(Kind::List)); return;  // EMPTY_LIST
       case '}': push(make(Kind::Dict)); return;  // EMPTY_DICT
-      case 'a': {  // APPEND
+      case 'a': {                                // APPEND
         const int32_t v = pop();
         if (obj(top()).kind != Kind::List) fail("malformed pickle: APPEND to a non-list");
         add_items(top(), {v});
@@ -454,12 +481,12 @@ class Unpickler {
         add_items(top(), v);
         return;
       }
-      case 'q': memo_put(u(1)); return;     // BINPUT
-      case 'r': memo_put(u(4)); return;     // LONG_BINPUT
+      case 'q': memo_put(u(1)); return;           // BINPUT
+      case 'r': memo_put(u(4)); return;           // LONG_BINPUT
       case 0x94: memo_put(memo_.size()); return;  // MEMOIZE
-      case 'h': memo_get(u(1)); return;     // BINGET
-      case 'j': memo_get(u(4)); return;     // LONG_BINGET
-      case 'c': {  // GLOBAL
+      case 'h': memo_get(u(1)); return;           // BINGET
+      case 'j': memo_get(u(4)); return;           // LONG_BINGET
+      case 'c': {                                 // GLOBAL
         const std::string module = line();
         const std::string name = line();
         push(global(module, name));
@@ -526,7 +553,8 @@ std::vector<TensorRecord> read_torch_zip(const uint8_t* data, uint64_t size, con
     const std::string order(reinterpret_cast<const char*>(data + bo->second->offset),
                             std::min<uint64_t>(bo->second->size, 16));
     if (order != "little")
-      throw CheckpointError(where + ": " + stem + "/byteorder is '" + order + "', only 'little' is supported");
+      throw CheckpointError(where + ": " + stem + "/byteorder is '" + text::printable(order) +
+                            "', only 'little' is supported");
   }
   if (pkl->size > kMaxPickleBytes)
     throw CheckpointError(where + ": " + pkl->name + " is " + std::to_string(pkl->size) + " bytes, over the limit of " +
@@ -542,8 +570,8 @@ std::vector<TensorRecord> read_torch_zip(const uint8_t* data, uint64_t size, con
     const uint64_t esize = dtype_size(t.rec.dtype);
     if (t.storage_numel > it->second->size / esize)
       throw CheckpointError(where + ": tensor '" + name + "': storage entry '" + entry + "' holds " +
-                            std::to_string(it->second->size) + " bytes, expected " +
-                            std::to_string(t.storage_numel) + " x " + std::to_string(esize) + " (truncated file?)");
+                            std::to_string(it->second->size) + " bytes, expected " + std::to_string(t.storage_numel) +
+                            " x " + std::to_string(esize) + " (truncated file?)");
     t.rec.name = name;
     t.rec.offset = it->second->offset + (t.rec.nbytes == 0 ? 0 : t.elem_offset * esize);
     out.push_back(std::move(t.rec));

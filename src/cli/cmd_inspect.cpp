@@ -2,11 +2,10 @@
 // prints what it is: architecture, sizes, padded vocabulary, stored dtype, parameter count, file format.
 // --json prints one JSON object with the keys arch, n_layer, d_model, d_inner, d_state, n_heads, n_groups,
 // vocab_size, dtype, n_params, format (n_heads / n_groups are null for Mamba1), plus a few extra keys.
-#include <nlohmann/json.hpp>
-
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "cli/commands.h"

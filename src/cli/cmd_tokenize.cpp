@@ -65,7 +65,7 @@ void register_tokenize(CLI::App& app) {
       ->required();
   cmd->add_option("--out", args->out, "output directory (created if missing)")->required();
   cmd->add_option("--threads", args->threads, "worker threads, one document each at a time (0: all cores)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(CLI::Range(0, 4096))
       ->capture_default_str();
   cmd->add_flag("--no-cache", args->no_cache,
                 "tokenize everything, neither reading nor filling the token cache ($MAMBAEXTEND_CACHE)");

@@ -22,6 +22,10 @@ int main(int argc, char** argv) {
   mx::cli::register_inspect(app);
   mx::cli::register_tokenize(app);
   mx::cli::register_bench(app);
+  mx::cli::register_eval_ppl(app);
+  mx::cli::register_generate(app);
+  mx::cli::register_passkey(app);
+  mx::cli::register_calibrate(app);
 
   try {
     app.parse(argc, argv);

@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "mambaextend/error.h"
+#include "mambaextend/io.h"
 
 namespace mx::data {
 namespace {
@@ -36,45 +37,19 @@ uint32_t byte_swap(uint32_t v) {
   return (v >> 24) | ((v >> 8) & 0xFF00u) | ((v << 8) & 0xFF0000u) | (v << 24);
 }
 
-std::string errno_text() { return std::strerror(errno); }
-
 }  // namespace
 
 void write_u32_atomic(const std::filesystem::path& path, const std::vector<uint32_t>& ids) {
-  static std::atomic<uint64_t> counter{0};
-  const std::filesystem::path tmp =
-      path.string() + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter.fetch_add(1));
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw IoError("cannot create " + tmp.string() + ": " + errno_text());
-  std::vector<uint32_t> swapped;
-  const uint32_t* data = ids.data();
-  if (!host_is_little_endian()) {
-    swapped.resize(ids.size());
-    std::transform(ids.begin(), ids.end(), swapped.begin(), byte_swap);
-    data = swapped.data();
-  }
-  const char* p = reinterpret_cast<const char*>(data);
-  size_t left = ids.size() * sizeof(uint32_t);
-  std::string error;
-  while (left > 0 && error.empty()) {
-    const ssize_t n = ::write(fd, p, left);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      error = "cannot write " + tmp.string() + ": " + errno_text();
-      break;
+  std::string bytes(ids.size() * sizeof(uint32_t), '\0');
+  if (host_is_little_endian()) {
+    std::memcpy(bytes.data(), ids.data(), bytes.size());
+  } else {
+    for (size_t i = 0; i < ids.size(); ++i) {
+      const uint32_t v = byte_swap(ids[i]);
+      std::memcpy(bytes.data() + 4 * i, &v, 4);
     }
-    p += n;
-    left -= static_cast<size_t>(n);
   }
-  if (error.empty() && ::fsync(fd) != 0) error = "cannot fsync " + tmp.string() + ": " + errno_text();
-  if (::close(fd) != 0 && error.empty()) error = "cannot close " + tmp.string() + ": " + errno_text();
-  if (error.empty() && std::rename(tmp.c_str(), path.c_str()) != 0) {
-    error = "cannot rename " + tmp.string() + " to " + path.string() + ": " + errno_text();
-  }
-  if (!error.empty()) {
-    ::unlink(tmp.c_str());
-    throw IoError(error);
-  }
+  write_file_atomic(path, bytes);
 }
 
 bool read_u32(const std::filesystem::path& path, std::vector<uint32_t>& ids) {

@@ -10,8 +10,8 @@
 
 namespace mx::data {
 
-// Writes `ids` as little-endian uint32 to `path`: a temporary file beside it, fsync, then rename, so readers
-// see the old file or the whole new one, never a part. Throws IoError naming the file.
+// Writes `ids` as little-endian uint32 to `path` through mx::write_file_atomic (temporary file beside it, fsync,
+// rename), so readers see the old file or the whole new one, never a part. Throws IoError naming the file.
 void write_u32_atomic(const std::filesystem::path& path, const std::vector<uint32_t>& ids);
 
 // Reads a .u32 file into `ids`. False when the file is missing or its size is not a multiple of 4 (corrupt).

@@ -1,9 +1,11 @@
-// ops::rmsnorm and ops::gated_group_rmsnorm: validate, then dispatch (CUDA kernel for rmsnorm when built).
+// ops::rmsnorm and ops::gated_group_rmsnorm: validate, then dispatch (CUDA kernels when built).
 #include "mambaextend/ops.h"
 #include "ops/check.h"
 #include "ref/ref.h"
 #ifdef MX_WITH_CUDA
+#include "ops/autograd.h"
 #include "ops/cuda_ops.h"
+#include "ops/cuda_ops_ssd.h"
 #endif
 
 namespace mx::ops {
@@ -27,7 +29,13 @@ at::Tensor gated_group_rmsnorm(const at::Tensor& y, const at::Tensor& z, const a
   detail::check_shape(w, {E}, "gated_group_rmsnorm", "weight");
   if (groups < 1 || E % groups != 0)
     throw ShapeError(fmt::format("gated_group_rmsnorm: {} channels do not split into {} groups", E, groups));
-  // ATen expressions: they run on any device (a fused CUDA kernel is issue 9's).
+  detail::check_same_device(y, z, "gated_group_rmsnorm", "z");
+  detail::check_same_device(y, w, "gated_group_rmsnorm", "weight");
+#ifdef MX_WITH_CUDA
+  // The fused kernel has no backward: with gradients required, the ATen expressions below (autograd) run.
+  if (y.is_cuda() && !detail::wants_grad({&y, &z})) return gated_group_rmsnorm_cuda(y, z, w, groups, eps);
+#endif
+  // ATen expressions: they run on any device.
   return ref::gated_group_rmsnorm(y, z, w, groups, eps);
 }
 

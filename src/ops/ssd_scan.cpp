@@ -1,8 +1,11 @@
-// ops::ssd_scan (Mamba2): validates, then runs the CPU reference. (The CUDA SSD kernels are issue 9; until
-// they exist a CUDA input is refused with a clear message rather than silently copied to the CPU.)
+// ops::ssd_scan (Mamba2): validates, then runs the CPU reference or the CUDA kernels (kernels/ssd).
 #include "mambaextend/ops.h"
 #include "ops/check.h"
+#include "ops/autograd.h"
 #include "ref/ref.h"
+#ifdef MX_WITH_CUDA
+#include "ops/cuda_ops_ssd.h"
+#endif
 
 namespace mx::ops {
 
@@ -27,9 +30,21 @@ at::Tensor ssd_scan(const at::Tensor& x, const at::Tensor& dt_raw, const at::Ten
   if (!(dt_min <= dt_max)) throw ShapeError(fmt::format("ssd_scan: dt limits ({}, {}) are not ordered", dt_min, dt_max));
   for (const at::Tensor* t : std::initializer_list<const at::Tensor*>{&dt_raw, &dt_bias, &dt_scale, &A, &Bm, &Cm, &D, &h})
     detail::check_same_device(x, *t, op, "all inputs");
-  if (!x.device().is_cpu())
-    throw Error("ssd_scan: the Mamba2 scan has no CUDA implementation yet; run Mamba2 models with --device cpu");
+  if (detail::wants_grad({&x, &dt_raw, &dt_scale, &Bm, &Cm, &h}))  // CFBP only (ops/autograd.h)
+    return detail::ssd_scan_autograd(x, dt_raw, dt_bias, dt_scale, dt_min, dt_max, A, Bm, Cm, D, h);
+  return detail::ssd_scan_forward(x, dt_raw, dt_bias, dt_scale, dt_min, dt_max, A, Bm, Cm, D, h);
+}
+
+namespace detail {
+at::Tensor ssd_scan_forward(const at::Tensor& x, const at::Tensor& dt_raw, const at::Tensor& dt_bias,
+                            const at::Tensor& dt_scale, double dt_min, double dt_max, const at::Tensor& A,
+                            const at::Tensor& Bm, const at::Tensor& Cm, const at::Tensor& D, at::Tensor& h) {
+#ifdef MX_WITH_CUDA
+  if (x.is_cuda()) return ssd_scan_cuda(x, dt_raw, dt_bias, dt_scale, dt_min, dt_max, A, Bm, Cm, D, h);
+#endif
+  if (!x.device().is_cpu()) throw Error("ssd_scan: no implementation for device " + x.device().str());
   return ref::ssd_scan(x, dt_raw, dt_bias, dt_scale, dt_min, dt_max, A, Bm, Cm, D, h);
 }
+}  // namespace detail
 
 }  // namespace mx::ops

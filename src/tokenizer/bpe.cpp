@@ -32,6 +32,26 @@ struct MergeAfter {  // priority_queue is a max-heap: "a after b" means a has th
 
 }  // namespace
 
+void BpeModel::set_merges(const std::vector<MergeSlot>& entries) {
+  size_t capacity = 16;
+  merge_shift = 60;
+  while (capacity < 2 * entries.size()) {
+    capacity *= 2;
+    --merge_shift;
+  }
+  merge_table.assign(capacity, MergeSlot{});
+  merge_mask = capacity - 1;
+  for (const MergeSlot& e : entries) {
+    for (uint64_t i = (e.key * 0x9E3779B97F4A7C15ULL) >> merge_shift;; i = (i + 1) & merge_mask) {
+      MergeSlot& s = merge_table[i];
+      if (s.key == kEmpty || s.key == e.key) {
+        s = e;
+        break;
+      }
+    }
+  }
+}
+
 void BpeModel::encode_word(std::string_view word, std::vector<uint32_t>& out) const {
   if (ignore_merges) {
     const auto it = bytes_to_id.find(std::string(word));
@@ -67,15 +87,10 @@ void BpeModel::encode_word(std::string_view word, std::vector<uint32_t>& out) co
     return;
   }
 
-  auto lookup = [this](uint32_t a, uint32_t b) -> const std::pair<uint32_t, uint32_t>* {
-    const auto it = merges.find((uint64_t(a) << 32) | b);
-    return it == merges.end() ? nullptr : &it->second;
-  };
-
   std::priority_queue<Merge, std::vector<Merge>, MergeAfter> queue;
   for (size_t i = 0; i + 1 < sym.size(); ++i) {
-    if (const auto* m = lookup(sym[i].id, sym[i + 1].id)) {
-      queue.push(Merge{m->first, static_cast<int32_t>(i), m->second});
+    if (const auto* m = find_merge(sym[i].id, sym[i + 1].id)) {
+      queue.push(Merge{m->rank, static_cast<int32_t>(i), m->new_id});
     }
   }
   while (!queue.empty()) {
@@ -86,18 +101,18 @@ void BpeModel::encode_word(std::string_view word, std::vector<uint32_t>& out) co
     const int32_t next_pos = cur.next;
     const Symbol right = sym[next_pos];
     // Stale entry: the pair at this position no longer merges into the same token (HF checks the id only).
-    const auto* m = lookup(cur.id, right.id);
-    if (m == nullptr || m->second != top.new_id) continue;
+    const auto* m = find_merge(cur.id, right.id);
+    if (m == nullptr || m->new_id != top.new_id) continue;
     cur.id = top.new_id;
     cur.len += right.len;
     cur.next = right.next;
     sym[next_pos].len = 0;
     if (right.next >= 0) sym[right.next].prev = top.pos;
     if (cur.prev >= 0) {
-      if (const auto* p = lookup(sym[cur.prev].id, cur.id)) queue.push(Merge{p->first, cur.prev, p->second});
+      if (const auto* p = find_merge(sym[cur.prev].id, cur.id)) queue.push(Merge{p->rank, cur.prev, p->new_id});
     }
     if (cur.next >= 0) {
-      if (const auto* p = lookup(cur.id, sym[cur.next].id)) queue.push(Merge{p->first, top.pos, p->second});
+      if (const auto* p = find_merge(cur.id, sym[cur.next].id)) queue.push(Merge{p->rank, top.pos, p->new_id});
     }
   }
   for (int32_t i = 0; i >= 0; i = sym[i].next) out.push_back(sym[i].id);

@@ -115,7 +115,8 @@ std::unordered_map<std::string, uint32_t> parse_model(const std::filesystem::pat
 
   const auto mit = m.find("merges");
   if (mit == m.end() || !mit->is_array()) fail(path, "field 'model.merges' missing or not an array");
-  bpe.merges.reserve(mit->size() * 2);
+  std::vector<tok::BpeModel::MergeSlot> merges;
+  merges.reserve(mit->size());
   uint32_t rank = 0;
   for (const auto& merge : *mit) {
     std::string a, b;
@@ -138,10 +139,10 @@ std::unordered_map<std::string, uint32_t> parse_model(const std::filesystem::pat
       fail(path, "model.merges[" + std::to_string(rank) + "] (\"" + a + "\", \"" + b + "\"): token \"" +
                      (ia == by_string.end() ? a : ib == by_string.end() ? b : a + b) + "\" is not in model.vocab");
     }
-    // A repeated pair keeps the later rank, as HF's HashMap collect does.
-    bpe.merges[(uint64_t(ia->second) << 32) | ib->second] = {rank, iab->second};
+    merges.push_back({(uint64_t(ia->second) << 32) | ib->second, rank, iab->second});
     ++rank;
   }
+  bpe.set_merges(merges);  // a repeated pair keeps the later rank, as HF's HashMap collect does
   return by_string;
 }
 

@@ -128,8 +128,29 @@ struct BpeModel {
   int32_t unk_id = -1;                    // model.unk_token: replaces a byte missing from the vocab
   bool fuse_unk = false;                  // consecutive unknown bytes give one unk token
   bool ignore_merges = false;             // HF BPE.ignore_merges: a word found whole in the vocab is one token
-  // (left id, right id) -> (rank, merged id), keyed by (left << 32 | right).
-  std::unordered_map<uint64_t, std::pair<uint32_t, uint32_t>> merges;
+  // (left id, right id) -> (rank, merged id): an open-addressing table (linear probing, load <= 1/2) keyed by
+  // (left << 32 | right); the lookup is the hot loop of BPE, ~3x faster than std::unordered_map here.
+  struct MergeSlot {
+    uint64_t key = kEmpty;
+    uint32_t rank = 0;
+    uint32_t new_id = 0;
+  };
+  static constexpr uint64_t kEmpty = ~uint64_t{0};
+  std::vector<MergeSlot> merge_table;
+  uint64_t merge_mask = 0;
+  int merge_shift = 64;  // 64 - log2(table size): Fibonacci hashing takes the top bits
+
+  // Builds merge_table from (pair key, rank, merged id) entries; a repeated pair keeps its last entry.
+  void set_merges(const std::vector<MergeSlot>& entries);
+  const MergeSlot* find_merge(uint32_t left, uint32_t right) const {
+    if (merge_table.empty()) return nullptr;
+    const uint64_t key = (uint64_t(left) << 32) | right;
+    for (uint64_t i = (key * 0x9E3779B97F4A7C15ULL) >> merge_shift;; i = (i + 1) & merge_mask) {
+      const MergeSlot& s = merge_table[i];
+      if (s.key == key) return &s;
+      if (s.key == kEmpty) return nullptr;
+    }
+  }
 
   // Appends the ids of one pre-token (raw bytes) to `out`.
   void encode_word(std::string_view word, std::vector<uint32_t>& out) const;

@@ -344,7 +344,11 @@ def _tiny_model(spec, out: pathlib.Path, seed: int) -> dict:
     _save_hf(model, spec, mdir / "hf")
     _save_state_spaces(model, spec, mdir / "ss")
     width = 2 * spec["hidden"] if arch == "mamba1" else 2 * spec["hidden"] // spec["head_dim"]
-    scales_scalar = _log_uniform(gen, (n_layer, 1), 0.3, 3.0)
+    # Per-layer scalars well away from 1 (in [1/3, 1/2] or [2, 3]) so that they visibly move the logits;
+    # per-channel / per-head vectors log-uniform in [0.3, 3].
+    far = _log_uniform(gen, (n_layer, 1), 2.0, 3.0)
+    flip = torch.rand((n_layer, 1), generator=gen) < 0.5
+    scales_scalar = torch.where(flip, 1.0 / far, far)
     scales_vector = _log_uniform(gen, (n_layer, width), 0.3, 3.0)
     cases = []
     max_group_effect = 0.0

@@ -18,12 +18,16 @@ add_special_tokens irrelevant: its post-processor adds nothing):
   books/<split>/<stem>.u32          ids of every book under assets/books (little-endian uint32).
   shared_books/<split>/<stem>.u32   ids of every book under ../shared/data/books, written only when that
                       directory exists beside the source tree (the manifest says how many).
+  books.json          {"books": {"<split>/<stem>": sha256 of NFC(text)}, "shared_books": {...}} for the
+                      decode round trip.
 """
+import hashlib
 import json
 import pathlib
 import unicodedata
 
 import numpy as np
+import tokenizers
 from tokenizers import Tokenizer
 
 VERSION = 1
@@ -65,6 +69,7 @@ def hard_strings():
         "eot_partial": "<|endoftext| <|endoftext <|padding|",
         "unicode_spaces": "a\u00a0b\u2003c\u3000d\u2028e\u2029f\u0085g\u180eh\u200bi\u202fj",
         "unicode_space_runs": "x\u00a0\u00a0\u00a0y \u3000 z\u2003 \u2003w",
+        "mongolian_vowel_separator": "a \u180e-b x\u180e\u180e y \u180e \n\u180e\nz\u180e.",
         "controls": "nul\x00byte bell\x07 esc\x1b del\x7f \x0b\x0c",
         "punct_runs": "!!!??? ... --- *** ((())) \"\" '' `` ~~~",
         "long_word": "a" * 300 + " " + "ab" * 200,
@@ -105,7 +110,7 @@ def codepoint_records():
         parts = []
         for cp in chunk:
             c = chr(cp)
-            parts.append(c + "a" + c + " " + c + c + "1" + c + "!'" + c + "  " + c + "\te" + c + "|")
+            parts.append(c + "a" + c + " " + c + c + "1" + c + "!'" + c + "  " + c + "\te" + c + "| " + c + "-")
         recs.append({"first": chunk[0], "last": chunk[-1], "text": "\n".join(parts)})
     return recs
 
@@ -135,11 +140,15 @@ def write_u32(path, ids):
 
 
 def encode_books(tok, src_root, dest_root):
+    """Writes the ids of <src_root>/<split>/*.txt; returns {"<split>/<stem>": sha256 of NFC(text)}."""
     files = sorted(src_root.glob("*/*.txt"))
     texts = [f.read_text(encoding="utf-8") for f in files]
-    for f, enc in zip(files, tok.encode_batch(texts)):
+    nfc = {}
+    for f, text, enc in zip(files, texts, tok.encode_batch(texts)):
         write_u32(dest_root / f.parent.name / (f.stem + ".u32"), enc.ids)
-    return len(files)
+        nfc[f"{f.parent.name}/{f.stem}"] = hashlib.sha256(
+            unicodedata.normalize("NFC", text).encode("utf-8")).hexdigest()
+    return nfc
 
 
 def main(out_dir):
@@ -171,8 +180,10 @@ def main(out_dir):
         flag_cases.append({"text": text, "ids": ids, "decoded": ftok.decode(ids, skip_special_tokens=False)})
     (out_dir / "flags" / "strings.json").write_text(json.dumps(flag_cases, ensure_ascii=True))
 
-    n_books = encode_books(tok, ROOT / "assets" / "books", out_dir / "books")
-    n_shared = encode_books(tok, SHARED_BOOKS, out_dir / "shared_books") if SHARED_BOOKS.is_dir() else 0
-    return {"version": VERSION, "tokenizers": __import__("tokenizers").__version__,
+    books = encode_books(tok, ROOT / "assets" / "books", out_dir / "books")
+    shared = encode_books(tok, SHARED_BOOKS, out_dir / "shared_books") if SHARED_BOOKS.is_dir() else {}
+    (out_dir / "books.json").write_text(json.dumps({"books": books, "shared_books": shared}, indent=1))
+    return {"version": VERSION, "tokenizers": tokenizers.__version__,
+            "tokenizer_sha256": hashlib.sha256(TOKENIZER.read_bytes()).hexdigest(),
             "unidata_version": unicodedata.unidata_version, "hard_strings": len(cases),
-            "codepoint_records": len(recs), "books": n_books, "shared_books": n_shared}
+            "codepoint_records": len(recs), "books": len(books), "shared_books": len(shared)}

@@ -61,7 +61,8 @@ inline std::map<std::string, at::Tensor> read_tensors(const std::filesystem::pat
   if (bytes.size() < 8) throw std::runtime_error(where + ": shorter than the 8-byte safetensors header length");
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<uint8_t>(bytes[i]);
-  if (n > bytes.size() - 8) throw std::runtime_error(where + ": header length " + std::to_string(n) + " exceeds the file");
+  if (n > bytes.size() - 8)
+    throw std::runtime_error(where + ": header length " + std::to_string(n) + " exceeds the file");
   const auto header = nlohmann::json::parse(bytes.substr(8, n));
   const char* data = bytes.data() + 8 + n;
   const uint64_t data_size = bytes.size() - 8 - n;

@@ -39,16 +39,29 @@ std::string error_of(const std::function<void()>& f, const std::string& type) {
   return "";
 }
 
+// Removes a directory tree. Not std::filesystem::remove_all: the torch 2.11 wheel's libtorch.so exports its own
+// copy of that symbol, which crashes (jumps to address 0) when our binaries resolve it there.
+void remove_tree(const fs::path& root) {
+  std::error_code ec;
+  if (!fs::exists(fs::symlink_status(root, ec))) return;
+  std::vector<fs::path> paths;
+  for (auto it = fs::recursive_directory_iterator(root, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec))
+    paths.push_back(it->path());
+  for (auto p = paths.rbegin(); p != paths.rend(); ++p) fs::remove(*p, ec);  // children before parents
+  fs::remove(root, ec);
+}
+
 // A fresh scratch directory per test, removed afterwards.
 class Scratch {
  public:
   Scratch() {
     static int n = 0;
     dir_ = fs::temp_directory_path() / ("mx_test_ckpt_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
-    fs::remove_all(dir_);
+    remove_tree(dir_);
     fs::create_directories(dir_);
   }
-  ~Scratch() { fs::remove_all(dir_); }
+  ~Scratch() { remove_tree(dir_); }
   const fs::path& dir() const { return dir_; }
   fs::path copy_of(const fs::path& src) const {
     const fs::path d = dir_ / src.filename();
@@ -66,10 +79,11 @@ void write_bytes(const fs::path& p, const std::string& b) {
 }
 
 // ---- config ------------------------------------------------------------------------------------------------
-TEST(Config, HfMamba1DefaultsAndAutoRank) {
+TEST(ConfigParse, HfMamba1DefaultsAndAutoRank) {
   const auto c = parse_model_config(
       R"({"model_type": "mamba", "hidden_size": 40, "num_hidden_layers": 3, "vocab_size": 96,
-          "time_step_rank": "auto", "intermediate_size": 80})", "cfg.json");
+          "time_step_rank": "auto", "intermediate_size": 80})",
+      "cfg.json");
   EXPECT_EQ(c.arch, Arch::Mamba1);
   EXPECT_EQ(c.d_inner, 80);
   EXPECT_EQ(c.d_state, 16);
@@ -83,7 +97,7 @@ TEST(Config, HfMamba1DefaultsAndAutoRank) {
   EXPECT_STREQ(arch_name(c.arch), "mamba1");
 }
 
-TEST(Config, StateSpacesDefaults) {
+TEST(ConfigParse, StateSpacesDefaults) {
   const auto m1 = parse_model_config(R"({"d_model": 768, "n_layer": 24, "vocab_size": 50277, "ssm_cfg": {}})", "c");
   EXPECT_EQ(m1.arch, Arch::Mamba1);
   EXPECT_EQ(m1.dt_rank, 48);
@@ -108,7 +122,7 @@ TEST(Config, StateSpacesDefaults) {
   EXPECT_TRUE(std::isinf(m2.dt_limit_max));
 }
 
-TEST(Config, NonFiniteForms) {
+TEST(ConfigParse, NonFiniteForms) {
   const std::string head = R"({"model_type": "mamba2", "hidden_size": 64, "num_hidden_layers": 1, "vocab_size": 8,
                                "num_heads": 2, "head_dim": 64, "n_groups": 1, "time_step_limit": )";
   for (const std::string lim : {R"([0.0, {"__float__": "Infinity"}])", "[0.0, Infinity]", "[0.0, null]"}) {
@@ -120,7 +134,7 @@ TEST(Config, NonFiniteForms) {
   EXPECT_DOUBLE_EQ(c.dt_limit_max, 2.5);
 }
 
-TEST(Config, ErrorsNameFileAndField) {
+TEST(ConfigParse, ErrorsNameFileAndField) {
   struct Case {
     std::string json, type, field;
   };
@@ -131,28 +145,42 @@ TEST(Config, ErrorsNameFileAndField) {
       {R"({"model_type": "mamba", "hidden_size": 16, "num_hidden_layers": 2, "vocab_size": 8, "use_bias": 1})",
        "ConfigError", "use_bias"},
       {R"({"model_type": "mamba", "hidden_size": 16, "num_hidden_layers": 2, "vocab_size": 8,
-           "intermediate_size": 48})", "ConfigError", "intermediate_size"},
+           "intermediate_size": 48})",
+       "ConfigError", "intermediate_size"},
       {R"({"model_type": "jamba", "hidden_size": 16})", "ConfigError", "jamba"},
       {R"({"model_type": "mamba2", "hidden_size": 64, "num_hidden_layers": 1, "vocab_size": 8, "num_heads": 3,
-           "head_dim": 64})", "ConfigError", "num_heads"},
+           "head_dim": 64})",
+       "ConfigError", "num_heads"},
       {R"({"model_type": "mamba2", "hidden_size": 64, "num_hidden_layers": 1, "vocab_size": 8, "num_heads": 2,
-           "head_dim": 64, "n_groups": 1, "norm_before_gate": true})", "ConfigError", "norm_before_gate"},
+           "head_dim": 64, "n_groups": 1, "norm_before_gate": true})",
+       "ConfigError", "norm_before_gate"},
       {R"({"d_model": 64, "n_layer": 2, "vocab_size": 8, "ssm_cfg": {"layer": "Mamba2", "rmsnorm": false}})",
        "ConfigError", "ssm_cfg.rmsnorm"},
-      {R"({"d_model": 64, "n_layer": 2, "vocab_size": 8, "ssm_cfg": {"layer": "Mamba3"}})", "ConfigError",
-       "Mamba3"},
+      {R"({"d_model": 64, "n_layer": 2, "vocab_size": 8, "ssm_cfg": {"layer": "Mamba3"}})", "ConfigError", "Mamba3"},
       {R"({"d_model": 64, "n_layer": 2, "vocab_size": 8, "d_intermediate": 256})", "ConfigError", "d_intermediate"},
-      {R"({"d_model": 64, "n_layer": 2, "vocab_size": 8, "ssm_cfg": {"headdim": 5, "layer": "Mamba2"}})",
-       "ConfigError", "headdim"},
+      {R"({"d_model": 64, "n_layer": 2, "vocab_size": 8, "ssm_cfg": {"headdim": 5, "layer": "Mamba2"}})", "ConfigError",
+       "headdim"},
       {R"({"hidden_size": 64})", "ConfigError", "model_type"},
       {R"([1, 2])", "ConfigError", "object"},
       {R"({"model_type": "mamba", )", "ConfigError", "malformed JSON"},
+      {R"({"model_type": "mamba", "hidden_size": 64E6528})", "ConfigError", "malformed JSON"},  // number overflow
   };
   for (const auto& c : cases) {
     const std::string msg = error_of([&] { parse_model_config(c.json, "dir/config.json"); }, c.type);
     EXPECT_NE(msg.find("dir/config.json"), std::string::npos) << msg;
     EXPECT_NE(msg.find(c.field), std::string::npos) << "expected '" << c.field << "' in: " << msg;
   }
+}
+
+TEST(ConfigParse, DeeplyNestedValueIsRefusedWithoutRecursion) {
+  const int depth = 1000000;
+  const std::string deep = std::string(depth, '[') + std::string(depth, ']');
+  const std::string msg = error_of(
+      [&] { parse_model_config(R"({"model_type": "mamba", "hidden_size": )" + deep + "}", "c.json"); }, "ConfigError");
+  EXPECT_NE(msg.find("hidden_size"), std::string::npos) << msg.substr(0, 300);
+  EXPECT_LT(msg.size(), 600u);
+  const std::string nl = error_of([&] { parse_model_config(R"({"model_type": "mam\nba"})", "c.json"); }, "ConfigError");
+  EXPECT_EQ(nl.find('\n'), std::string::npos) << nl;
 }
 
 // ---- names -------------------------------------------------------------------------------------------------
@@ -187,7 +215,8 @@ TEST(Safetensors, ValidHeader) {
   const std::string b = safetensors_bytes(
       R"({"__metadata__": {"format": "pt"}, "a": {"dtype": "BF16", "shape": [2, 3], "data_offsets": [0, 12]},
           "b": {"dtype": "F64", "shape": [], "data_offsets": [16, 24]},
-          "e": {"dtype": "F32", "shape": [0, 4], "data_offsets": [12, 12]}})", 24);
+          "e": {"dtype": "F32", "shape": [0, 4], "data_offsets": [12, 12]}})",
+      24);
   const auto recs = read_safetensors_header(reinterpret_cast<const uint8_t*>(b.data()), b.size(), "w.st");
   ASSERT_EQ(recs.size(), 3u);
   const uint64_t base = b.size() - 24;
@@ -210,7 +239,9 @@ TEST(Safetensors, HostileHeaders) {
   };
   const std::vector<Case> cases = {
       {R"({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
-           "b": {"dtype": "F32", "shape": [4], "data_offsets": [8, 24]}})", 24, {"'a'", "'b'", "overlap"}},
+           "b": {"dtype": "F32", "shape": [4], "data_offsets": [8, 24]}})",
+       24,
+       {"'a'", "'b'", "overlap"}},
       {R"({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}})", 8, {"'a'", "past the end"}},
       {R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [8, 4]}})", 8, {"'a'", "begin > end"}},
       {R"({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}})", 8, {"'a'", "expected 12"}},
@@ -222,6 +253,7 @@ TEST(Safetensors, HostileHeaders) {
       {R"({"a": 3})", 8, {"'a'"}},
       {R"([1])", 8, {"JSON object"}},
       {R"({"a": )", 8, {"malformed"}},
+      {R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 64E6528]}})", 8, {"malformed"}},
   };
   for (const auto& c : cases) {
     const std::string msg = st_error(c.header, c.data);
@@ -232,9 +264,24 @@ TEST(Safetensors, HostileHeaders) {
   std::string b = safetensors_bytes("{}", 0);
   b[0] = 100;
   EXPECT_NE(error_of([&] { read_safetensors_header(reinterpret_cast<const uint8_t*>(b.data()), b.size(), "w.st"); },
-                     "CheckpointError").find("truncated"), std::string::npos);
+                     "CheckpointError")
+                .find("truncated"),
+            std::string::npos);
   EXPECT_NE(error_of([&] { read_safetensors_header(reinterpret_cast<const uint8_t*>(b.data()), 5, "w.st"); },
-                     "CheckpointError").find("truncated"), std::string::npos);
+                     "CheckpointError")
+                .find("truncated"),
+            std::string::npos);
+}
+
+TEST(Safetensors, NestingAndControlCharacters) {
+  const int depth = 1000000;
+  const std::string deep = std::string(depth, '[') + "1" + std::string(depth, ']');
+  std::string msg = st_error(R"({"a": {"dtype": "F32", "shape": )" + deep + R"(, "data_offsets": [0, 4]}})", 4);
+  EXPECT_NE(msg.find("'a'"), std::string::npos) << msg.substr(0, 300);
+  EXPECT_LT(msg.size(), 600u);
+  msg = st_error(R"({"a\nb": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}})", 4);
+  EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  EXPECT_NE(msg.find("control"), std::string::npos) << msg;
 }
 
 TEST(Safetensors, IndexRejectsPathsOutsideTheDirectory) {
@@ -256,8 +303,8 @@ std::string stored_zip(const std::vector<std::pair<std::string, std::string>>& f
   std::string out, central;
   for (const auto& [name, data] : files) {
     const uint64_t local = out.size();
-    out += le32(0x04034b50) + le16(20) + le16(0) + le16(0) + le32(0) + le32(0) + le32(data.size()) +
-           le32(data.size()) + le16(name.size()) + le16(0) + name + data;
+    out += le32(0x04034b50) + le16(20) + le16(0) + le16(0) + le32(0) + le32(0) + le32(data.size()) + le32(data.size()) +
+           le16(name.size()) + le16(0) + name + data;
     central += le32(0x02014b50) + le16(20) + le16(20) + le16(0) + le16(0) + le32(0) + le32(0) + le32(data.size()) +
                le32(data.size()) + le16(name.size()) + le16(0) + le16(0) + le16(0) + le16(0) + le32(0) + le32(local) +
                name;
@@ -270,7 +317,7 @@ std::string stored_zip(const std::vector<std::pair<std::string, std::string>>& f
 }
 
 std::string bu(const std::string& s) { return "X" + le32(s.size()) + s; }  // BINUNICODE
-std::string bi(uint32_t v) { return "J" + le32(v); }                        // BININT
+std::string bi(uint32_t v) { return "J" + le32(v); }                       // BININT
 const std::string kOrderedDictCall = "ccollections\nOrderedDict\n)R";
 
 // {"w": tensor} with the tensor a view (offset, sizes, strides) of storage "0" of `numel` floats.
@@ -302,7 +349,7 @@ TEST(TorchZip, HandBuiltArchive) {
     EXPECT_EQ(recs[0].shape, (std::vector<int64_t>{2, 3}));
     EXPECT_EQ(recs[0].strides, (std::vector<int64_t>{1, 2}));
     EXPECT_EQ(recs[0].storage_key, "0");
-    EXPECT_EQ(recs[0].offset, z.find(storage) + 2 * 4);  // element offset 2 of float storage "0"
+    EXPECT_EQ(recs[0].offset, z.find(storage) + 2 * 4);   // element offset 2 of float storage "0"
     EXPECT_EQ(recs[0].nbytes, (1 + 1 * 1 + 2 * 2) * 4u);  // elements 2..7
   }
 }
@@ -319,20 +366,27 @@ TEST(TorchZip, HostileArchives) {
   for (uint32_t i = 0; i < 200000; ++i) deep += "]r" + le32(i) + "aj" + le32(i);
   deep += ".";
   const std::vector<Case> cases = {
-      {zip(one_tensor_pickle(10, 5, {2, 3}, {3, 1})), "reaches element"},      // view past the storage
+      {zip(one_tensor_pickle(10, 5, {2, 3}, {3, 1})), "reaches element"},              // view past the storage
       {zip(one_tensor_pickle(10, 0, {10}, {1}), std::string(20, '\0')), "truncated"},  // storage entry too short
-      {zip(one_tensor_pickle(10, 0, {10}, {1}).substr(0, 60)), "truncated"},  // pickle cut short
-      {zip("\x80\x02X" + le32(0xffffffffu) + "abc."), "past the end"},        // lying string length
+      {zip(one_tensor_pickle(10, 0, {10}, {1}).substr(0, 60)), "truncated"},           // pickle cut short
+      {zip("\x80\x02X" + le32(0xffffffffu) + "abc."), "past the end"},                 // lying string length
       {zip("\x80\x02}(" + bu("w") + "K\x01u."), "not a tensor"},
+      {zip("\x80\x02}(" + bu("a\nb") + "K\x01u."), "a\\x0ab"},  // names stay on one line
       {zip("\x80\x02]."), "not a dict"},
       {zip(deep), "not a dict"},
       {zip("\x80\x02h\x07."), "memo key 7"},
       {zip("\x80\x02s."), "underflow"},
       {zip("\x80\x02\x8a\x09" + std::string(9, '\x01') + "."), "64 bits"},
       {zip("\x80\x02I1\n."), "opcode 0x49"},  // text INT: not something torch.save writes
-      {zip("\x80\x02" "c__builtin__\ngetattr\n."), "__builtin__.getattr"},
-      {zip("\x80\x02" "ctorch\nLongStorage\n."), "torch.LongStorage"},
-      {zip("\x80\x02" "ctorch._utils\n_rebuild_tensor\n."), "torch._utils._rebuild_tensor,"},
+      {zip("\x80\x02"
+           "c__builtin__\ngetattr\n."),
+       "__builtin__.getattr"},
+      {zip("\x80\x02"
+           "ctorch\nLongStorage\n."),
+       "torch.LongStorage"},
+      {zip("\x80\x02"
+           "ctorch._utils\n_rebuild_tensor\n."),
+       "torch._utils._rebuild_tensor,"},
       {stored_zip({{"archive/data.pkl", one_tensor_pickle(10, 0, {10}, {1})}}), "archive/data/0"},
       {stored_zip({{"archive/data.pkl", "\x80\x02}."}, {"archive/byteorder", "big"}}), "byteorder"},
       {stored_zip({{"archive/x.pkl", "\x80\x02}."}}), "data.pkl"},
@@ -370,7 +424,7 @@ void check_organism(const std::string& arch, int64_t readme_params) {
   }
 }
 
-TEST(Organisms, Mamba1) {
+TEST(OrganismCheckpoints, Mamba1) {
   check_organism("mamba1", 7368832);  // assets/models/organism-mamba1-7m/README.md
   const auto c = load_checkpoint(test::source_dir() / "assets/models/organism-mamba1-7m").config;
   EXPECT_EQ(c.arch, Arch::Mamba1);
@@ -384,7 +438,7 @@ TEST(Organisms, Mamba1) {
   EXPECT_DOUBLE_EQ(c.norm_eps, 1e-5);
 }
 
-TEST(Organisms, Mamba2) {
+TEST(OrganismCheckpoints, Mamba2) {
   check_organism("mamba2", 7377120);  // assets/models/organism-mamba2-7m/README.md
   const auto c = load_checkpoint(test::source_dir() / "assets/models/organism-mamba2-7m").config;
   EXPECT_EQ(c.arch, Arch::Mamba2);
@@ -436,10 +490,10 @@ void check_good(const fs::path& dir) {
   ASSERT_EQ(ck.tensors.size(), expected.size());
   for (const auto& [name, want] : expected) {
     const at::Tensor& got = ck.get(name);
-    EXPECT_STREQ(c10::toString(got.scalar_type()),
-                 c10::toString(e.at("dtype") == "float32"   ? at::kFloat
-                               : e.at("dtype") == "float16" ? at::kHalf
-                                                            : at::kBFloat16)) << name;
+    EXPECT_STREQ(c10::toString(got.scalar_type()), c10::toString(e.at("dtype") == "float32"   ? at::kFloat
+                                                                 : e.at("dtype") == "float16" ? at::kHalf
+                                                                                              : at::kBFloat16))
+        << name;
     EXPECT_EQ(got.sizes(), want.sizes()) << name;
     EXPECT_TRUE(at::equal(got.to(at::kDouble), want)) << name;  // fp16 / bf16 -> fp64 is exact
   }
@@ -515,7 +569,8 @@ TEST(Checkpoints, TruncatedAndCorruptFiles) {
   // overlapping tensors in a loadable directory: the message names the file and both tensors
   write_bytes(hf / "model.safetensors",
               safetensors_bytes(R"({"backbone.norm_f.weight": {"dtype": "F32", "shape": [16], "data_offsets": [0, 64]},
-                                    "lm_head.weight": {"dtype": "F32", "shape": [16], "data_offsets": [32, 96]}})", 96));
+                                    "lm_head.weight": {"dtype": "F32", "shape": [16], "data_offsets": [32, 96]}})",
+                                96));
   msg = error_of([&] { load_checkpoint(hf); }, "CheckpointError");
   EXPECT_NE(msg.find("model.safetensors"), std::string::npos) << msg;
   EXPECT_NE(msg.find("overlap"), std::string::npos) << msg;
@@ -572,8 +627,8 @@ struct CliRun {
 CliRun run_cli(const std::string& args) {
   Scratch s;
   const fs::path out = s.dir() / "out", err = s.dir() / "err";
-  const std::string cmd = "'" + test::env_dir("MX_CLI").string() + "' " + args + " >'" + out.string() + "' 2>'" +
-                          err.string() + "'";
+  const std::string cmd =
+      "'" + test::env_dir("MX_CLI").string() + "' " + args + " >'" + out.string() + "' 2>'" + err.string() + "'";
   const int st = std::system(cmd.c_str());
   CliRun r;
   r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;

@@ -1,0 +1,105 @@
+// Helpers shared by the CUDA kernels in kernels/ (torch-free): element I/O for the fp32 / bf16 activation
+// types, the fast exp2 used inside the scans, accurate softplus / sigmoid for the per-token terms, dynamic
+// shared memory and the launch macro. With MX_CPU_EMU defined the same sources compile as plain C++ against
+// kernels/dev/cuda_emu.h (a CPU emulator for logic checks on machines without a GPU).
+#pragma once
+#include <cstdint>
+#include <cstring>
+
+#ifdef MX_CPU_EMU
+#include "dev/cuda_emu.h"
+#define MX_LAUNCH(kernel, grid, block, smem, stream, ...) \
+  mx::emu::launch(grid, block, smem, [&] { kernel(__VA_ARGS__); })
+#else
+#include <cuda_runtime.h>
+#define MX_LAUNCH(kernel, grid, block, smem, stream, ...) kernel<<<grid, block, smem, stream>>>(__VA_ARGS__)
+#endif
+
+#define MX_HD __host__ __device__ __forceinline__
+#define MX_DEV __device__ __forceinline__
+
+namespace mx::kern {
+
+// Activation element types. bf16 is stored as its 16 raw bits (no cuda_bf16.h: the emulator builds these
+// sources with g++ too); conversions round to nearest even, as torch does.
+struct bf16 {
+  uint16_t bits;
+};
+
+MX_HD float bf16_to_float(uint16_t b) {
+  const uint32_t u = static_cast<uint32_t>(b) << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+MX_HD uint16_t float_to_bf16(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);  // NaN stays NaN
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+template <typename T>
+MX_HD float load_f(const T* p, int64_t i);
+template <>
+MX_HD float load_f<float>(const float* p, int64_t i) {
+  return p[i];
+}
+template <>
+MX_HD float load_f<bf16>(const bf16* p, int64_t i) {
+  return bf16_to_float(p[i].bits);
+}
+template <typename T>
+MX_HD void store_f(T* p, int64_t i, float v);
+template <>
+MX_HD void store_f<float>(float* p, int64_t i, float v) {
+  p[i] = v;
+}
+template <>
+MX_HD void store_f<bf16>(bf16* p, int64_t i, float v) {
+  p[i].bits = float_to_bf16(v);
+}
+
+constexpr float kLog2e = 1.4426950408889634f;
+
+// 2^x on the SFU (MUFU.EX2, ~2 ulp; flushes denormal results to 0). The scans call it with x = Δ·A·log2(e).
+MX_DEV float fast_exp2(float x) {
+#ifdef MX_CPU_EMU
+  return exp2f(x);
+#else
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+#endif
+}
+
+// softplus with PyTorch's threshold (x > 20: identity), accurate for very negative x (Δ down to 1e-4 and
+// below needs log1p, not log(1 + e^x)).
+MX_DEV float softplus_f(float x) { return x > 20.f ? x : log1pf(expf(x)); }
+MX_DEV float sigmoid_f(float x) { return 1.f / (1.f + expf(-x)); }
+
+// Dynamic shared memory of the running kernel, 16-byte aligned.
+#ifdef MX_CPU_EMU
+MX_DEV unsigned char* dynamic_smem() { return mx::emu::tl_smem; }
+#else
+MX_DEV unsigned char* dynamic_smem() {
+  extern __shared__ __align__(16) unsigned char mx_dynamic_smem[];
+  return mx_dynamic_smem;
+}
+#endif
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Multiprocessors of the current device (cached per process; the kernels are tuned for one GPU type).
+inline int device_sm_count() {
+  static int n = [] {
+    int dev = 0, v = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+      return 132;
+    return v > 0 ? v : 132;
+  }();
+  return n;
+}
+
+}  // namespace mx::kern

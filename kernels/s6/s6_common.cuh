@@ -1,0 +1,79 @@
+// Shared constants of the S6 kernels (s6_fwd.cu, s6_bwd.cu): the CTA shape, per-N tiling, the time-segment
+// plan and the N / io-type dispatch. See s6.h for the math and the layout of the arguments.
+#pragma once
+#include <algorithm>
+
+#include "common.cuh"
+#include "s6/s6.h"
+
+namespace mx::kern::s6 {
+
+constexpr int kThreads = 128;            // threads per CTA
+constexpr int kNS = 4;                   // states per thread (a sequential recurrence over 4 (e, n) pairs)
+constexpr int kT = int(kS6Chunk);        // tokens per tile = checkpoint interval
+constexpr int kT2 = 8;                   // backward: tokens whose states live in registers at once
+constexpr int kNSub = kT / kT2;          // backward: register sub-tiles per tile
+constexpr int kMinSegmentChunks = 64;    // a time segment spans at least 64 tiles (2048 tokens)
+
+// Tiling for a d_state of N: G threads share a channel (4 states each), EC channels per CTA.
+template <int N>
+struct Cfg {
+  static_assert(N % kNS == 0 && N / kNS <= 32, "N must be a multiple of 4, at most 128");
+  static constexpr int G = N / kNS;                             // threads per channel
+  static constexpr int EC = kThreads / G;                        // channels per CTA
+  static constexpr int PT = kT / G;                              // (token, channel) pairs per thread per tile
+  static constexpr int BCV = (kT * N + kThreads - 1) / kThreads;  // B (and C) values per thread per tile
+  static constexpr int HP = EC + 4;                              // padded row of the backward's h / dh tiles
+};
+
+// How the time axis is split: S segments of seg_len tokens (a multiple of kT).
+struct SegPlan {
+  int S = 1;
+  int64_t seg_len = 0;
+};
+
+inline SegPlan plan_segments(const S6Inputs& in, int64_t ctas_per_segment) {
+  const int64_t nchunks = ceil_div(in.len, kT);
+  int64_t S = 1;
+  if (in.num_segments > 0) {
+    S = std::min<int64_t>(in.num_segments, nchunks);
+  } else {
+    // Split time only when the channel blocks leave more than half of the multiprocessors idle: each extra
+    // segment costs a first pass (about 0.8x of the main pass in exps) and buys one more CTA per block.
+    const int64_t sm = device_sm_count();
+    if (ctas_per_segment * 2 <= sm) S = std::min<int64_t>(2 * sm / std::max<int64_t>(ctas_per_segment, 1), nchunks / kMinSegmentChunks);
+  }
+  S = std::max<int64_t>(S, 1);
+  SegPlan p;
+  p.seg_len = ceil_div(nchunks, S) * kT;
+  p.S = int(ceil_div(in.len, p.seg_len));
+  return p;
+}
+
+template <int N>
+inline int64_t channel_blocks(const S6Inputs& in) {
+  return ceil_div(in.dim, Cfg<N>::EC);
+}
+
+template <int V>
+struct IntTag {
+  static constexpr int value = V;
+};
+
+// Calls f(IO{}, IntTag<N>{}) for the runtime io type and d_state; false if N is unsupported.
+template <typename F>
+bool dispatch(IoType io, int64_t n, F&& f) {
+  auto with_io = [&](auto tag) {
+    switch (n) {
+      case 8: f(tag, IntTag<8>{}); return true;
+      case 16: f(tag, IntTag<16>{}); return true;
+      case 32: f(tag, IntTag<32>{}); return true;
+      case 64: f(tag, IntTag<64>{}); return true;
+      case 128: f(tag, IntTag<128>{}); return true;
+      default: return false;
+    }
+  };
+  return io == IoType::BF16 ? with_io(bf16{}) : with_io(float{});
+}
+
+}  // namespace mx::kern::s6

@@ -1,0 +1,487 @@
+// SSD backward (ssd.h). Per (b, h), chunk c, local positions t, s; cs = chunk-local cumsum of Δ·A (natural
+// units), L_ts = exp(cs_t − cs_s), W_s = exp(cs_end − cs_s)·Δ_s, M_ts = CB_ts·L_ts·Δ_s (s <= t), and
+// G_c = ∂L/∂S_in[c+1] (from the reverse state passing, G_{nc-1} = dhT):
+//   dx_s  = W_s·(B_s·G_cᵀ) + Σ_{t>=s} M_ts·dy_t + D·dy_s
+//   dB_s  = Σ_h W_s·(x_s·G_c) + Σ_t dCB_ts·C_t,     dC_t = Σ_h exp(cs_t)·(dy_t·S_in[c]) + Σ_s dCB_ts·B_s
+//   dCB_ts = Σ_h (dy_t·x_s)·L_ts·Δ_s (s <= t)
+//   ∂L/∂cs_t: + Σ_s T_ts − Σ_s T_st (T_ts = (dy_t·x_s)·M_ts)  + dy_t·y_off_t  − dW_t·W_t  + [t = end]·(Σ_s dW_s·W_s
+//             + exp(cs_end)·⟨G_c, S_in[c]⟩),   with dW_s = x_s·(B_s·G_cᵀ)
+//   ∂L/∂Δ_s (direct): Σ_t (dy_t·x_s)·CB_ts·L_ts + dW_s·exp(cs_end − cs_s)
+//   dΔ_u = direct_u + A·Σ_{t>=u} ∂L/∂cs_t;  d(dt)_u = dΔ_u·s·[dt_min <= sp <= dt_max]·σ(dt + bias);  ds += dΔ·clamp(sp)
+// Kernels: the forward stages 1–4 (S_in), the chunk states of (dy·exp(cs), C) and the reverse state passing
+// (G, dh0), dcb_kernel (dCB and the T sums, looping over the heads of a group), chunk_scan_bwd_kernel (dx and
+// the per-chunk terms), dbc_kernel (dB, dC: products summed over the heads of a group) and finalize_kernel.
+// The per-position partial sums go to separate slots (plain stores; summed by finalize_kernel).
+#include "ssd/ssd_pass.cuh"
+
+namespace mx::kern::ssd {
+namespace {
+
+constexpr int kSlots = 14;  // 0–3: T row sums by source block; 4–7: −T column sums by target block;
+                            // 8–11: direct dΔ column sums by target block; 12: dcs from the chunk kernel; 13: dΔ
+
+struct BwdWs {
+  FwdWs f;
+  float *G, *dcb, *slot, *dcs_sp;
+  size_t floats;
+};
+BwdWs bwd_ws(const Dims& d, void* base) {
+  BwdWs w;
+  w.f = fwd_ws(d, base);
+  float* p = static_cast<float*>(base);
+  size_t off = w.f.floats;
+  auto take = [&](size_t n) {
+    float* r = p ? p + off : nullptr;
+    off += align4(n);
+    return r;
+  };
+  w.G = take(size_t(d.B * d.nc * d.H * kP * d.N));
+  w.dcb = take(size_t(d.B * d.nc * d.G) * kQ * kQ);
+  w.slot = take(size_t(kSlots) * d.B * d.H * d.Lp);
+  w.dcs_sp = take(size_t(d.B * d.H * d.nc));
+  w.floats = off;
+  return w;
+}
+
+// ---- dCB (fp32, summed over the heads of the group) for the 64 × 64 block (i, j), j <= i, and per head the
+// T row sums (slot j), −T column sums (slot 4 + i) and direct dΔ column sums (slot 8 + i).
+// Grid (10, nc, B·G), 128 threads: warp w owns rows 16w.. of the block.
+template <typename T>
+constexpr size_t dcb_smem() {
+  return size_t(2 * 64) * ld_of<T>(64) * sizeof(T) + (64 * 68 + 3 * 64 + 8 * 64) * sizeof(float);
+}
+
+template <typename T>
+__global__ void __launch_bounds__(128) dcb_kernel(SsdArgs a, SsdBwdArgs gr, Dims d, const float* dtv,
+                                                  const float* cs2, const float* cb, float* dcb, float* slot) {
+  constexpr int LD = ld_of<T>(64), LC = 68;
+  T* As = reinterpret_cast<T*>(dynamic_smem());  // dy [t][p]
+  T* Bs = As + 64 * LD;                            // x [s][p]
+  float* cbs = reinterpret_cast<float*>(Bs + 64 * LD);  // CB [t][s]
+  float* sct = cbs + 64 * LC;
+  float* scs = sct + 64;
+  float* sds = scs + 64;
+  float* colb = sds + 64;  // [warp][2][64]
+  int i = 0, j = int(blockIdx.x);
+  while (j > i) j -= ++i;
+  const int64_t c = blockIdx.y, b = blockIdx.z / d.G, g = blockIdx.z % d.G;
+  const int64_t t0 = c * kQ + 64 * i, s0 = c * kQ + 64 * j;
+  const int rvt = int(std::min<int64_t>(64, std::max<int64_t>(0, d.L - t0)));
+  const int rvs = int(std::min<int64_t>(64, std::max<int64_t>(0, d.L - s0)));
+  const int tid = int(threadIdx.x), w = warp_id(), l = lane_id(), gq = l >> 2, q = l & 3;
+  const int64_t ss = d.B * d.H * d.Lp;
+  float acc[8][4];
+  zero_acc(acc);
+  if (rvt > 0 && rvs > 0) {
+    stage<false>(cbs, LC, cb + ((b * d.nc + c) * d.G + g) * kQ * kQ + 64 * i * kQ + 64 * j, kQ, 64, 64, 64,
+                 Identity{});
+    for (int64_t hh = 0; hh < d.hpg; ++hh) {
+      const int64_t h = g * d.hpg + hh, base = (b * d.H + h) * d.Lp + c * kQ;
+      for (int r = tid; r < 64; r += int(blockDim.x)) {
+        sct[r] = cs2[base + 64 * i + r];
+        scs[r] = cs2[base + 64 * j + r];
+        sds[r] = dtv[base + 64 * j + r];
+      }
+      stage<false>(As, LD, static_cast<const T*>(gr.dy) + b * gr.dy_sb + h * gr.dy_sh + t0 * gr.dy_sl, gr.dy_sl, 64,
+                   kP, rvt, Identity{});
+      stage<false>(Bs, LD, static_cast<const T*>(a.x) + b * a.x_sb + h * a.x_sh + s0 * a.x_sl, a.x_sl, 64, kP, rvs,
+                   Identity{});
+      __syncthreads();
+      float dm[8][4];
+      zero_acc(dm);
+      warp_mma<T, 8>(dm, As + 16 * w * LD, LD, Bs, LD, 4);
+      float rsum[2] = {0.f, 0.f}, colT[8][2], colD[8][2];
+#pragma unroll
+      for (int jj = 0; jj < 8; ++jj)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          colT[jj][e] = colD[jj][e] = 0.f;
+#pragma unroll
+          for (int u = 0; u < 2; ++u) {
+            const int tl = 16 * w + gq + 8 * u, sl = 8 * jj + 2 * q + e;
+            const bool ok = 64 * j + sl <= 64 * i + tl;
+            const float ev = ok ? dm[jj][2 * u + e] * fast_exp2(fminf(sct[tl] - scs[sl], 0.f)) : 0.f;
+            const float cbv = cbs[tl * LC + sl], dts = sds[sl];
+            acc[jj][2 * u + e] = fmaf(ev, dts, acc[jj][2 * u + e]);
+            const float tt = ev * cbv * dts;
+            rsum[u] += tt;
+            colT[jj][e] += tt;
+            colD[jj][e] = fmaf(ev, cbv, colD[jj][e]);
+          }
+        }
+#pragma unroll
+      for (int u = 0; u < 2; ++u) {
+        float r = rsum[u];
+        r += shfl_xor(r, 1);
+        r += shfl_xor(r, 2);
+        if (q == 0) slot[j * ss + base + 64 * i + 16 * w + gq + 8 * u] = r;
+      }
+#pragma unroll
+      for (int jj = 0; jj < 8; ++jj)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          float vT = colT[jj][e], vD = colD[jj][e];
+#pragma unroll
+          for (int m = 4; m < 32; m <<= 1) {
+            vT += shfl_xor(vT, m);
+            vD += shfl_xor(vD, m);
+          }
+          if (gq == 0) {
+            colb[(w * 2) * 64 + 8 * jj + 2 * q + e] = vT;
+            colb[(w * 2 + 1) * 64 + 8 * jj + 2 * q + e] = vD;
+          }
+        }
+      __syncthreads();
+      for (int r = tid; r < 64; r += int(blockDim.x)) {
+        float sT = 0.f, sD = 0.f;
+        for (int ww = 0; ww < 4; ++ww) sT += colb[(ww * 2) * 64 + r], sD += colb[(ww * 2 + 1) * 64 + r];
+        slot[(4 + i) * ss + base + 64 * j + r] = -sT;
+        slot[(8 + i) * ss + base + 64 * j + r] = sD;
+      }
+      __syncthreads();
+    }
+  }
+  store_acc(dcb + ((b * d.nc + c) * d.G + g) * kQ * kQ + 64 * i * kQ + 64 * j, kQ, 16 * w, 0, acc, 64);
+}
+
+// ---- dx and the per-chunk cs / Δ terms (slots 12, 13) of one (chunk, head). Layout as the forward chunk scan
+// (warp w owns the row blocks w and 15 − w of the 256 × 64 tile, rows = source positions s).
+template <typename T>
+constexpr size_t scan_bwd_smem() {
+  return size_t(kQ + 64) * ld_of<T>(64) * sizeof(T) + (6 * kQ + 8) * sizeof(float);
+}
+
+template <typename T, int N>
+__global__ void __launch_bounds__(256) chunk_scan_bwd_kernel(SsdArgs a, SsdBwdArgs gr, Dims d, const float* dtv,
+                                                             const float* cs2, const float* Sin, const float* Gst,
+                                                             const float* cb, float* slot) {
+  constexpr int LD = ld_of<T>(64);
+  T* As = reinterpret_cast<T*>(dynamic_smem());  // [256][LD]
+  T* Bs = As + kQ * LD;                            // [64][LD]
+  float* scs = reinterpret_cast<float*>(Bs + 64 * LD);
+  float* sdt = scs + kQ;
+  float* sex = sdt + kQ;
+  float* sdec = sex + kQ;
+  float* odcs = sdec + kQ;
+  float* oddt = odcs + kQ;
+  float* red = oddt + kQ;
+  const int64_t c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / d.hpg;
+  const int64_t base = (b * d.H + h) * d.Lp + c * kQ;
+  const float cend = cs2[base + kQ - 1];
+  for (int t = int(threadIdx.x); t < kQ; t += int(blockDim.x)) {
+    scs[t] = cs2[base + t];
+    sdt[t] = dtv[base + t];
+    sex[t] = fast_exp2(scs[t]);
+    sdec[t] = fast_exp2(cend - scs[t]);
+    odcs[t] = oddt[t] = 0.f;
+  }
+  __syncthreads();
+  const int rv = int(std::min<int64_t>(kQ, d.L - c * kQ));
+  const int w = warp_id(), l = lane_id(), gq = l >> 2, q = l & 3;
+  const int rbs[2] = {w, 15 - w};
+  float acc[2][8][4];
+  zero_acc(acc[0]);
+  zero_acc(acc[1]);
+  const T* xg = static_cast<const T*>(a.x) + b * a.x_sb + h * a.x_sh + c * kQ * a.x_sl;
+  const T* dyg = static_cast<const T*>(gr.dy) + b * gr.dy_sb + h * gr.dy_sh + c * kQ * gr.dy_sl;
+  const int64_t soff = ((b * d.nc + c) * d.H + h) * int64_t(kP) * N;
+
+  // (a) B_s·G_cᵀ, then dW_s = x_s·(B_s·G_cᵀ) and the W_s scaling.
+  const T* Bg = static_cast<const T*>(a.Bm) + b * a.B_sb + g * a.B_sg + c * kQ * a.B_sl;
+  for (int nb = 0; nb < N; nb += 64) {
+    stage<false>(As, LD, Bg + nb, a.B_sl, kQ, 64, rv, Identity{});
+    stage<false>(Bs, LD, Gst + soff + nb, N, kP, 64, kP, Identity{});
+    __syncthreads();
+#pragma unroll
+    for (int k = 0; k < 2; ++k) warp_mma<T, 8>(acc[k], As + 16 * rbs[k] * LD, LD, Bs, LD, 4);
+    __syncthreads();
+  }
+  float wsum = 0.f;
+#pragma unroll
+  for (int k = 0; k < 2; ++k)
+#pragma unroll
+    for (int u = 0; u < 2; ++u) {
+      const int t = 16 * rbs[k] + gq + 8 * u;
+      float part = 0.f;
+      if (t < rv)
+#pragma unroll
+        for (int jj = 0; jj < 8; ++jj) {
+          float x0, x1;
+          load2(xg + t * a.x_sl + 8 * jj + 2 * q, x0, x1);
+          part = fmaf(x0, acc[k][jj][2 * u], fmaf(x1, acc[k][jj][2 * u + 1], part));
+        }
+      part += shfl_xor(part, 1);
+      part += shfl_xor(part, 2);
+      const float Wt = sdec[t] * sdt[t];
+      if (q == 0) {
+        odcs[t] -= part * Wt;
+        oddt[t] += part * sdec[t];
+        wsum += part * Wt;
+      }
+#pragma unroll
+      for (int jj = 0; jj < 8; ++jj) acc[k][jj][2 * u] *= Wt, acc[k][jj][2 * u + 1] *= Wt;
+    }
+  wsum = warp_sum(wsum);
+  if (l == 0) red[w] = wsum;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float s = 0.f;
+    for (int ww = 0; ww < 8; ++ww) s += red[ww];
+    odcs[kQ - 1] += s;
+  }
+
+  // (b) Σ_{t>=s} M_ts·dy_t, by target blocks of 64 tokens (Mᵀ staged from CB rows t).
+  const float* cbg = cb + ((b * d.nc + c) * d.G + g) * kQ * kQ;
+  for (int jt = 0; jt < 4 && 64 * jt < rv; ++jt) {
+    const int t0 = 64 * jt;
+    stage<true>(As, LD, cbg + t0 * kQ, kQ, 64, t0 + 64, 64, [&](int r, int s, float v) {
+      const int t = t0 + r;
+      return s <= t ? v * fast_exp2(fminf(scs[t] - scs[s], 0.f)) * sdt[s] : 0.f;
+    });
+    stage<true>(Bs, LD, dyg + t0 * gr.dy_sl, gr.dy_sl, 64, kP, rv - t0, Identity{});
+    __syncthreads();
+#pragma unroll
+    for (int k = 0; k < 2; ++k) {
+      const int rb = rbs[k];
+      if (16 * rb >= t0 + 64) continue;
+      const int k0 = rb >= 4 * jt ? rb - 4 * jt : 0;
+      warp_mma<T, 8>(acc[k], As + 16 * rb * LD + 16 * k0, LD, Bs + 16 * k0, LD, 4 - k0);
+    }
+    __syncthreads();
+  }
+
+  // dx = acc + D·dy.
+  const float Dh = a.D ? a.D[h] : 0.f;
+  T* dxg = static_cast<T*>(gr.dx) + b * gr.dx_sb + h * gr.dx_sh + c * kQ * gr.dx_sl;
+#pragma unroll
+  for (int k = 0; k < 2; ++k)
+#pragma unroll
+    for (int jj = 0; jj < 8; ++jj)
+#pragma unroll
+      for (int u = 0; u < 2; ++u) {
+        const int t = 16 * rbs[k] + gq + 8 * u, p = 8 * jj + 2 * q;
+        if (t < rv) {
+          float d0, d1;
+          load2(dyg + t * gr.dy_sl + p, d0, d1);
+          store2(dxg + t * gr.dx_sl + p, fmaf(Dh, d0, acc[k][jj][2 * u]), fmaf(Dh, d1, acc[k][jj][2 * u + 1]));
+        }
+      }
+
+  // (c) ∂L/∂cs_t += dy_t · y_off_t, y_off = exp(cs_t)·C_t·S_inᵀ.
+  zero_acc(acc[0]);
+  zero_acc(acc[1]);
+  const T* Cg = static_cast<const T*>(a.Cm) + b * a.C_sb + g * a.C_sg + c * kQ * a.C_sl;
+  for (int nb = 0; nb < N; nb += 64) {
+    stage<false>(As, LD, Cg + nb, a.C_sl, kQ, 64, rv, Identity{});
+    stage<false>(Bs, LD, Sin + soff + nb, N, kP, 64, kP, Identity{});
+    __syncthreads();
+#pragma unroll
+    for (int k = 0; k < 2; ++k) warp_mma<T, 8>(acc[k], As + 16 * rbs[k] * LD, LD, Bs, LD, 4);
+    __syncthreads();
+  }
+  scale_rows(acc, rbs, sex);
+#pragma unroll
+  for (int k = 0; k < 2; ++k)
+#pragma unroll
+    for (int u = 0; u < 2; ++u) {
+      const int t = 16 * rbs[k] + gq + 8 * u;
+      float part = 0.f;
+      if (t < rv)
+#pragma unroll
+        for (int jj = 0; jj < 8; ++jj) {
+          float d0, d1;
+          load2(dyg + t * gr.dy_sl + 8 * jj + 2 * q, d0, d1);
+          part = fmaf(d0, acc[k][jj][2 * u], fmaf(d1, acc[k][jj][2 * u + 1], part));
+        }
+      part += shfl_xor(part, 1);
+      part += shfl_xor(part, 2);
+      if (q == 0) odcs[t] += part;
+    }
+  __syncthreads();
+  const int64_t ss = d.B * d.H * d.Lp;
+  for (int t = int(threadIdx.x); t < kQ; t += int(blockDim.x)) {
+    slot[12 * ss + base + t] = odcs[t];
+    slot[13 * ss + base + t] = oddt[t];
+  }
+}
+
+// ---- dB (kC = false, rows s) or dC (kC = true, rows t) for a 64-row block i of a chunk and group:
+//   dB_s = Σ_h W_s·x_s·G_c + Σ_{t-blocks >= i} dCBᵀ·C;    dC_t = Σ_h exp(cs_t)·dy_t·S_in + Σ_{s-blocks <= i} dCB·B.
+// Grid (4, nc, B·G), 256 threads: warp w owns rows 16·(w%4).. and columns (w/4)·N/2 ...
+template <typename T, int N>
+constexpr size_t dbc_smem() {
+  return size_t(64 + N) * ld_of<T>(64) * sizeof(T) + 64 * sizeof(float);
+}
+
+template <typename T, int N, bool kC>
+__global__ void __launch_bounds__(256) dbc_kernel(SsdArgs a, SsdBwdArgs gr, Dims d, const float* dtv,
+                                                  const float* cs2, const float* Sin, const float* Gst,
+                                                  const float* dcb) {
+  constexpr int LD = ld_of<T>(64), NI = N / 16;
+  T* As = reinterpret_cast<T*>(dynamic_smem());  // [64][LD]
+  T* Bs = As + 64 * LD;                            // [N][LD]
+  float* srow = reinterpret_cast<float*>(Bs + N * LD);
+  const int i = int(blockIdx.x);
+  const int64_t c = blockIdx.y, b = blockIdx.z / d.G, g = blockIdx.z % d.G;
+  const int64_t r0 = c * kQ + 64 * i;
+  const int rvi = int(std::min<int64_t>(64, std::max<int64_t>(0, d.L - r0)));
+  if (rvi <= 0) return;
+  const int tid = int(threadIdx.x), w = warp_id(), rb = w & 3, half = w >> 2;
+  float acc[NI][4];
+  zero_acc(acc);
+  for (int64_t hh = 0; hh < d.hpg; ++hh) {
+    const int64_t h = g * d.hpg + hh, base = (b * d.H + h) * d.Lp + c * kQ;
+    if (tid < 64) {
+      const int64_t o = base + 64 * i + tid;
+      srow[tid] = kC ? fast_exp2(cs2[o]) : fast_exp2(cs2[base + kQ - 1] - cs2[o]) * dtv[o];
+    }
+    __syncthreads();
+    const T* src = kC ? static_cast<const T*>(gr.dy) + b * gr.dy_sb + h * gr.dy_sh + r0 * gr.dy_sl
+                      : static_cast<const T*>(a.x) + b * a.x_sb + h * a.x_sh + r0 * a.x_sl;
+    stage<false>(As, LD, src, kC ? gr.dy_sl : a.x_sl, 64, kP, rvi, [&](int r, int, float v) { return v * srow[r]; });
+    stage<true>(Bs, LD, (kC ? Sin : Gst) + ((b * d.nc + c) * d.H + h) * int64_t(kP) * N, N, kP, N, kP, Identity{});
+    __syncthreads();
+    warp_mma<T, NI>(acc, As + 16 * rb * LD, LD, Bs + half * (N / 2) * LD, LD, 4);
+    __syncthreads();
+  }
+  const float* dcbg = dcb + ((b * d.nc + c) * d.G + g) * kQ * kQ;
+  for (int k = kC ? 0 : i; kC ? k <= i : k < 4; ++k) {
+    const int64_t k0 = c * kQ + 64 * k;
+    if (k0 >= d.L) break;
+    const int rvk = int(std::min<int64_t>(64, d.L - k0));
+    if (kC) {
+      stage<false>(As, LD, dcbg + 64 * i * kQ + 64 * k, kQ, 64, 64, 64, Identity{});  // dCB [t][s]
+      stage<true>(Bs, LD, static_cast<const T*>(a.Bm) + b * a.B_sb + g * a.B_sg + k0 * a.B_sl, a.B_sl, 64, N, rvk,
+                  Identity{});  // B [n][s]
+    } else {
+      stage<true>(As, LD, dcbg + 64 * k * kQ + 64 * i, kQ, 64, 64, 64, Identity{});  // dCBᵀ [s][t]
+      stage<true>(Bs, LD, static_cast<const T*>(a.Cm) + b * a.C_sb + g * a.C_sg + k0 * a.C_sl, a.C_sl, 64, N, rvk,
+                  Identity{});  // C [n][t]
+    }
+    __syncthreads();
+    warp_mma<T, NI>(acc, As + 16 * rb * LD, LD, Bs + half * (N / 2) * LD, LD, 4);
+    __syncthreads();
+  }
+  float* out = (kC ? gr.dC : gr.dB) + ((b * d.L + r0) * d.G + g) * N;
+  store_acc(out, d.G * N, 16 * rb, half * (N / 2), acc, rvi);
+}
+
+// ---- Sums the slots per position, reverse cumsum of ∂L/∂cs within the chunk, dΔ, then d(dt) and d(scale).
+// Grid (nc, H, B), kQ threads.
+template <typename T>
+__global__ void __launch_bounds__(kQ) finalize_kernel(SsdArgs a, SsdBwdArgs gr, Dims d, const float* slot,
+                                                      const float* dcs_sp) {
+  float* sc = reinterpret_cast<float*>(dynamic_smem());
+  double* sred = reinterpret_cast<double*>(sc + kQ);
+  const int t = int(threadIdx.x);
+  const int64_t c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, bh = b * d.H + h;
+  const int64_t idx = bh * d.Lp + c * kQ + t, ss = d.B * d.H * d.Lp;
+  float dcs = slot[12 * ss + idx] + (t == kQ - 1 ? dcs_sp[bh * d.nc + c] : 0.f);
+  float ddl = slot[13 * ss + idx];
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    dcs += slot[k * ss + idx] + slot[(4 + k) * ss + idx];
+    ddl += slot[(8 + k) * ss + idx];
+  }
+  sc[kQ - 1 - t] = dcs;
+  __syncthreads();
+  for (int off = 1; off < kQ; off <<= 1) {
+    const int i = kQ - 1 - t;
+    const float add = i >= off ? sc[i - off] : 0.f;
+    __syncthreads();
+    sc[i] += add;
+    __syncthreads();
+  }
+  const float dDelta = ddl + a.A[h] * sc[kQ - 1 - t];
+  const int64_t tok = c * kQ + t;
+  double part = 0.0;
+  if (tok < d.L) {
+    const float raw = raw_dt<T>(a, b, tok, h) + (a.dt_bias ? a.dt_bias[h] : 0.f);
+    const float sp = softplus_f(raw);
+    const bool inside = sp >= a.dt_min && sp <= a.dt_max;
+    gr.ddt[(b * d.L + tok) * d.H + h] = inside ? dDelta * head_scale(a, h) * sigmoid_f(raw) : 0.f;
+    part = double(dDelta) * double(fminf(fmaxf(sp, a.dt_min), a.dt_max));
+  }
+  if (gr.dscale) {
+    part = warp_sum(part);
+    if (lane_id() == 0) sred[warp_id()] = part;
+    __syncthreads();
+    if (t == 0) {
+      double s = 0.0;
+      for (int ww = 0; ww < kQ / 32; ++ww) s += sred[ww];
+      atomicAdd(gr.dscale + h, s);
+    }
+  }
+}
+
+template <typename T, int N>
+cudaError_t launch_bwd(const SsdArgs& a, const SsdBwdArgs& gr, void* ws, cudaStream_t st) {
+  const Dims d = make_dims(a);
+  const BwdWs w = bwd_ws(d, ws);
+  const unsigned nc = unsigned(d.nc), H = unsigned(d.H), B = unsigned(d.B), BG = unsigned(d.B * d.G);
+  cudaError_t err = launch_prefix<T, N>(a, d, w.f, nullptr, st);
+  if (err != cudaSuccess) return err;
+  const size_t ss = size_t(d.B * d.H * d.Lp);
+  if ((err = cudaMemsetAsync(w.slot, 0, 12 * ss * sizeof(float), st)) != cudaSuccess) return err;
+  if ((err = cudaMemsetAsync(w.dcs_sp, 0, size_t(d.B * d.H * d.nc) * sizeof(float), st)) != cudaSuccess) return err;
+  if (gr.dscale && (err = cudaMemsetAsync(gr.dscale, 0, size_t(d.H) * sizeof(double), st)) != cudaSuccess) return err;
+  // R_c into G, then the reverse state passing turns it into G_c (and dh0).
+  auto k3 = chunk_state_kernel<T, N, true>;
+  const size_t sm3 = chunk_state_smem<T, N>();
+  if ((err = set_smem(k3, sm3)) != cudaSuccess) return err;
+  const StateSrc src{gr.dy, gr.dy_sb, gr.dy_sl, gr.dy_sh, a.Cm, a.C_sb, a.C_sl, a.C_sg};
+  MX_LAUNCH(k3, dim3(nc, H, B), dim3(256), sm3, st, src, d, w.f.dtv, w.f.cs2, w.G);
+  mark("bwd_chunk_state", st);
+  auto k4 = state_pass_kernel<true>;
+  MX_LAUNCH(k4, dim3(unsigned(kP * d.N / 1024), H, B), dim3(256), 0, st, d, w.G, gr.dhT, gr.dh0, w.f.cs2,
+            static_cast<const float*>(w.f.S), w.dcs_sp);
+  mark("bwd_state_pass", st);
+  auto k6 = dcb_kernel<T>;
+  if ((err = set_smem(k6, dcb_smem<T>())) != cudaSuccess) return err;
+  MX_LAUNCH(k6, dim3(10, nc, BG), dim3(128), dcb_smem<T>(), st, a, gr, d, w.f.dtv, w.f.cs2, w.f.cb, w.dcb, w.slot);
+  mark("bwd_dcb", st);
+  auto k7 = chunk_scan_bwd_kernel<T, N>;
+  if ((err = set_smem(k7, scan_bwd_smem<T>())) != cudaSuccess) return err;
+  MX_LAUNCH(k7, dim3(nc, H, B), dim3(256), scan_bwd_smem<T>(), st, a, gr, d, w.f.dtv, w.f.cs2,
+            static_cast<const float*>(w.f.S), static_cast<const float*>(w.G), w.f.cb, w.slot);
+  mark("bwd_chunk_scan", st);
+  auto k8b = dbc_kernel<T, N, false>;
+  auto k8c = dbc_kernel<T, N, true>;
+  const size_t sm8 = dbc_smem<T, N>();
+  if ((err = set_smem(k8b, sm8)) != cudaSuccess || (err = set_smem(k8c, sm8)) != cudaSuccess) return err;
+  MX_LAUNCH(k8b, dim3(4, nc, BG), dim3(256), sm8, st, a, gr, d, w.f.dtv, w.f.cs2, static_cast<const float*>(w.f.S),
+            static_cast<const float*>(w.G), static_cast<const float*>(w.dcb));
+  mark("bwd_dB", st);
+  MX_LAUNCH(k8c, dim3(4, nc, BG), dim3(256), sm8, st, a, gr, d, w.f.dtv, w.f.cs2, static_cast<const float*>(w.f.S),
+            static_cast<const float*>(w.G), static_cast<const float*>(w.dcb));
+  mark("bwd_dC", st);
+  auto k9 = finalize_kernel<T>;
+  MX_LAUNCH(k9, dim3(nc, H, B), dim3(kQ), kQ * sizeof(float) + 8 * sizeof(double), st, a, gr, d,
+            static_cast<const float*>(w.slot), static_cast<const float*>(w.dcs_sp));
+  mark("bwd_finalize", st);
+  return cudaGetLastError();
+}
+
+}  // namespace
+}  // namespace mx::kern::ssd
+
+namespace mx::kern {
+
+size_t ssd_bwd_workspace_bytes(const SsdArgs& a) {
+  if (a.batch < 1 || a.len < 1) return 0;
+  return ssd::bwd_ws(ssd::make_dims(a), nullptr).floats * sizeof(float);
+}
+
+cudaError_t ssd_bwd(const SsdArgs& a, const SsdBwdArgs& g, void* workspace, cudaStream_t stream) {
+  if (!ssd_supported(a.head_dim, a.dstate) || a.batch < 1 || a.len < 1 || a.heads < 1 || a.groups < 1 ||
+      a.heads % a.groups != 0 || a.batch * a.groups > 65535 || a.heads > 65535 || !a.x || !a.dt || !a.Bm ||
+      !a.Cm || !a.A || !g.dy || !g.dx || !g.ddt || !g.dB || !g.dC || !workspace)
+    return cudaErrorInvalidValue;
+  cudaError_t err = cudaSuccess;
+  ssd::dispatch(a.io, a.dstate, [&](auto io, auto n) {
+    err = ssd::launch_bwd<decltype(io), decltype(n)::value>(a, g, workspace, stream);
+  });
+  return err;
+}
+
+}  // namespace mx::kern
