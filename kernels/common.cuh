@@ -61,6 +61,10 @@ MX_HD void store_f<bf16>(bf16* p, int64_t i, float v) {
   p[i].bits = float_to_bf16(v);
 }
 
+// Raw element -> float (the prefetched tiles keep raw elements, converted only when staged).
+MX_HD float to_f(float v) { return v; }
+MX_HD float to_f(bf16 v) { return bf16_to_float(v.bits); }
+
 constexpr float kLog2e = 1.4426950408889634f;
 
 // 2^x on the SFU (MUFU.EX2, ~2 ulp; flushes denormal results to 0). The scans call it with x = Δ·A·log2(e).
@@ -75,9 +79,28 @@ MX_DEV float fast_exp2(float x) {
 }
 
 // softplus with PyTorch's threshold (x > 20: identity), accurate for very negative x (Δ down to 1e-4 and
-// below needs log1p, not log(1 + e^x)).
-MX_DEV float softplus_f(float x) { return x > 20.f ? x : log1pf(expf(x)); }
+// below needs log1p, not log(1 + e^x)): max(x, 0) + log1p(w), w = e^-|x| in (0, 1], with
+// log1p(w) = 2·atanh(s), s = w / (2 + w) <= 1/3, as an odd series to s^13 (truncation < 2e-8).
+// Measured max relative error 2.6e-7 over [-30, 25] (log1pf(expf(x)): 1.2e-7) at half the instructions.
+// With `sig`, also σ(x) = d softplus / dx from the same exponential.
+MX_DEV float softplus_series_f(float x, float* sig = nullptr) {
+  const float w = expf(-fabsf(x));
+  const float s = __fdividef(w, 2.f + w), s2 = s * s;
+  float p = 1.f / 13;
+  p = fmaf(p, s2, 1.f / 11);
+  p = fmaf(p, s2, 1.f / 9);
+  p = fmaf(p, s2, 1.f / 7);
+  p = fmaf(p, s2, 1.f / 5);
+  p = fmaf(p, s2, 1.f / 3);
+  p = fmaf(p, s2, 1.f);
+  if (sig) *sig = x > 20.f ? 1.f : __fdividef(x >= 0.f ? 1.f : w, 1.f + w);
+  return x > 20.f ? x : fmaxf(x, 0.f) + 2.f * s * p;
+}
+MX_DEV float softplus_f(float x) { return x > 20.f ? x : log1pf(expf(x)); }  // 1.2e-7, slower
 MX_DEV float sigmoid_f(float x) { return 1.f / (1.f + expf(-x)); }
+// σ(x) and x·σ(x) with an accurate exp and a fast (2 ulp) division (-> 0 when e^-x overflows).
+MX_DEV float sigmoid_fast_f(float x) { return __fdividef(1.f, 1.f + expf(-x)); }
+MX_DEV float silu_f(float x) { return __fdividef(x, 1.f + expf(-x)); }
 
 // Dynamic shared memory of the running kernel, 16-byte aligned.
 #ifdef MX_CPU_EMU

@@ -139,12 +139,12 @@ void read_dt_limit(const Fields& f, const json& v, const std::string& key, Model
     f.fail(key, "must satisfy 0 <= min <= max, got " + text::brief_json(v));
 }
 
-void check_mamba2_heads(const Fields& f, const ModelConfig& cfg) {
+void check_mamba2_heads(const Fields& f, const ModelConfig& cfg, const char* heads_field, const char* groups_field) {
   if (cfg.n_heads * cfg.head_dim != cfg.d_inner)
-    f.fail("num_heads", "times head_dim (" + std::to_string(cfg.n_heads) + " x " + std::to_string(cfg.head_dim) +
+    f.fail(heads_field, "times head_dim (" + std::to_string(cfg.n_heads) + " x " + std::to_string(cfg.head_dim) +
                             ") must equal the inner size expand * d_model = " + std::to_string(cfg.d_inner));
   if (cfg.n_heads % cfg.n_groups != 0)
-    f.fail("n_groups",
+    f.fail(groups_field,
            "must divide the number of heads " + std::to_string(cfg.n_heads) + ", got " + std::to_string(cfg.n_groups));
 }
 
@@ -202,7 +202,7 @@ ModelConfig parse_hf(const json& j, const std::string& where) {
     if (!f.boolean("rms_norm", true)) f.fail("rms_norm", "is false: only Mamba2 with the gated RMSNorm is supported");
     if (f.boolean("norm_before_gate", false))
       f.fail("norm_before_gate", "is true: only the norm after the gate (norm_before_gate=false) is supported");
-    check_mamba2_heads(f, cfg);
+    check_mamba2_heads(f, cfg, "num_heads", "n_groups");
   }
   return cfg;
 }
@@ -273,7 +273,7 @@ ModelConfig parse_state_spaces(const json& j, const std::string& where) {
       s.fail("headdim",
              "must divide expand * d_model = " + std::to_string(cfg.d_inner) + ", got " + std::to_string(cfg.head_dim));
     cfg.n_heads = cfg.d_inner / cfg.head_dim;
-    check_mamba2_heads(s, cfg);
+    check_mamba2_heads(s, cfg, "headdim", "ngroups");
   } else {
     s.fail("layer", "names an unknown mixer '" + text::printable(layer) + "' (supported: Mamba1, Mamba2)");
   }

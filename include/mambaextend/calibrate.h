@@ -135,6 +135,10 @@ struct CalibrateOptions {
 struct CalibrateResult {
   nlohmann::json factors;  // the mambaextend.factors/v1 object written to `out`
   bool complete = false;   // false when stopped by max_iterations_this_run (no factors file written)
+  // Wall times of this process's run (not in the factors file, which must not depend on the machine):
+  double seconds = 0;                      // the whole call
+  double initial_objective_seconds = 0;    // evaluating the objective at the initial scales (0 on resume)
+  std::vector<double> iteration_seconds;   // each iteration run in this process (optimiser step + state write)
 };
 
 // Path of the resume state file kept next to the factors file: "<out>.state.json".

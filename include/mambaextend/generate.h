@@ -56,7 +56,12 @@ at::Tensor prefill(const MambaLM& model, const DtScales& scales, const std::vect
 // Picks the next id from logits (V) (any dtype and device). Greedy when temperature == 0.
 int64_t choose_token(const at::Tensor& logits, const SamplingOptions& s, int64_t vocab_limit, std::mt19937_64& rng);
 
-// Prefill + decode. `on_token` (optional) is called with each new id as soon as it is chosen.
+// Decoding from a prefilled state: `logits` (V_pad) are those of the last token fed, `state` the state after it
+// (advanced in place). `on_token` (optional) is called with each new id as soon as it is chosen.
+GenerateResult decode(const MambaLM& model, const DtScales& scales, at::Tensor logits, State& state,
+                      const GenerateOptions& opts, const std::function<void(int64_t)>& on_token = {});
+
+// Prefill + decode.
 GenerateResult generate(const MambaLM& model, const DtScales& scales, const std::vector<int64_t>& prompt,
                         const GenerateOptions& opts, const std::function<void(int64_t)>& on_token = {});
 

@@ -77,6 +77,7 @@ struct PasskeySample {
   double depth = 0;         // needle depth d (training: -1, anywhere)
   int64_t index = 0;        // sample index within its cell
   int64_t key = 0;
+  int64_t control_key = 0;      // another key of the same half, as many tokens, absent from the prompt: a control
   std::vector<int64_t> prompt;  // question + context + answer prefix
   std::vector<int64_t> answer;  // key tokens + EOS
   int64_t context_begin = 0;    // = |question| tokens: prompt[context_begin, context_begin + L) is the context
@@ -116,12 +117,19 @@ struct PasskeyResult {
   std::vector<int64_t> output_ids;
   std::string output;  // decoded continuation (special tokens included)
   bool success_published = false, success_strict = false;
+  // Teacher-forced mean cross-entropy (nats per token) of the answer (key tokens + EOS) after the prompt: the
+  // `passkey` calibration objective measured on this evaluation sample, a graded signal where greedy fails.
+  double answer_nll = 0;
+  // The same for the control key (not in the context). margin = control_nll − answer_nll > 0 when the model
+  // prefers the key it was shown to one it was not: retrieval, as opposed to merely expecting digits.
+  double control_nll = 0;
   double seconds = 0;
 };
 struct PasskeyCell {
   int64_t length = 0;
   double depth = 0;
   int64_t samples = 0, published = 0, strict = 0;  // counts of successes
+  double answer_nll = 0, control_nll = 0;          // means over the cell's samples
   double seconds = 0;
 };
 struct PasskeyReport {
@@ -133,6 +141,8 @@ struct PasskeyReport {
 // Called after every sample: (samples done, samples total, the result).
 using PasskeyProgress = std::function<void(int64_t, int64_t, const PasskeyResult&)>;
 
+// Every sample: one segmented prefill of the prompt, then from copies of that state the teacher-forced NLL of the
+// answer and of the control answer, then greedy decoding (generate.h `decode`, Δ scales in every step).
 PasskeyReport evaluate_passkey(const MambaLM& model, const DtScales& scales, const Tokenizer& tok,
                                const SentencePool& pool, const PasskeyOptions& opts,
                                const PasskeyProgress& progress = {});

@@ -123,8 +123,8 @@ inline std::vector<BenchRow> bench_s6(int64_t B, int64_t L, int64_t E, int64_t N
   const double fwd_bytes = double(B) * L * (4 * E * es + 2 * N * es);
   const double bwd_bytes = double(B) * L * (7 * E * es + 2 * N * es + 2 * N * 4) + ckpt_bytes;
   char shape[64];
-  std::snprintf(shape, sizeof(shape), "B%lld L%lld E%lld N%lld%s", (long long)B, (long long)L, (long long)E,
-                (long long)N, segments == 1 ? " S=1" : "");
+  std::snprintf(shape, sizeof(shape), "B%lld L%lld E%lld N%lld S=%s", (long long)B, (long long)L, (long long)E,
+                (long long)N, segments > 0 ? std::to_string(segments).c_str() : "auto");
   // FP32 work per (t, e, n): forward 4 ops (mul, fma, mul, fma); backward about 13 (kernels.md §3).
   return {bench_row("s6_fwd", shape, io, t_fwd, fwd_bytes, elems, 4 * elems, ref_fwd_ms),
           bench_row("s6_fwd+ckpt", shape, io, t_fwdc, fwd_bytes + ckpt_bytes, elems, 4 * elems, 0),

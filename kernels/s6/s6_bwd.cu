@@ -29,7 +29,7 @@ struct BwdRun {
 };
 
 template <typename IO, int N>
-__global__ void __launch_bounds__(kThreads) s6_bwd_kernel(S6Inputs in, S6BwdArgs args, BwdRun run) {
+__global__ void __launch_bounds__(kThreads, kBwdCtasPerSm) s6_bwd_kernel(S6Inputs in, S6BwdArgs args, BwdRun run) {
   using Cf = Cfg<N>;
   constexpr int G = Cf::G, EC = Cf::EC, PT = Cf::PT, BCV = Cf::BCV, HP = Cf::HP;
   const int tid = threadIdx.x, g = tid / EC, el = tid % EC, n0 = g * kNS;
@@ -54,12 +54,6 @@ __global__ void __launch_bounds__(kThreads) s6_bwd_kernel(S6Inputs in, S6BwdArgs
   float2* s_red = reinterpret_cast<float2*>(s_y + G * kT2 * EC);  // (G, kT2, EC) (Σ B dh, Σ A a h dh) partials
   float* s_dBC = reinterpret_cast<float*>(s_red + G * kT2 * EC);  // (kT, 2N) [dB | dC] of the tile
 
-  const IO* u = static_cast<const IO*>(in.u) + b * in.u_sb;
-  const IO* dl = static_cast<const IO*>(in.delta) + b * in.delta_sb;
-  const IO* zp = has_z ? static_cast<const IO*>(in.z) + b * in.z_sb : nullptr;
-  const IO* Bp = static_cast<const IO*>(in.B) + b * in.B_sb;
-  const IO* Cp = static_cast<const IO*>(in.C) + b * in.C_sb;
-  const IO* dop = static_cast<const IO*>(args.dout) + b * args.dout_sb;
   IO* du = static_cast<IO*>(args.du) + b * args.du_sb;
   IO* dd = static_cast<IO*>(args.ddelta) + b * args.ddelta_sb;
   IO* dzp = has_z ? static_cast<IO*>(args.dz) + b * args.dz_sb : nullptr;
@@ -80,27 +74,44 @@ __global__ void __launch_bounds__(kThreads) s6_bwd_kernel(S6Inputs in, S6BwdArgs
   float dD_f = 0.f, dbias_f = 0.f, ds_f = 0.f;
   double dD_acc = 0.0, dbias_acc = 0.0, ds_acc = 0.0;
 
-  float ru[PT], rd[PT], rz[PT], rdo[PT], rb[BCV], rc[BCV];
+  const int64_t c_first = t_begin / kT, c_last = t_begin < t_end ? (t_end - 1) / kT : c_first - 1;
+  // Per-thread cursors at token c_last*kT + g of channel ec, moved back by kT rows per tile (see s6_fwd.cu).
+  const int64_t ec = ev ? e : E - 1, r0 = c_last * kT + g;
+  const IO* u_p = static_cast<const IO*>(in.u) + b * in.u_sb + r0 * in.u_sl + ec;
+  const IO* d_p = static_cast<const IO*>(in.delta) + b * in.delta_sb + r0 * in.delta_sl + ec;
+  const IO* z_p = has_z ? static_cast<const IO*>(in.z) + b * in.z_sb + r0 * in.z_sl + ec : u_p;
+  const int64_t z_sl = has_z ? in.z_sl : in.u_sl;
+  const IO* o_p = static_cast<const IO*>(args.dout) + b * args.dout_sb + r0 * args.dout_sl + ec;
+  const IO* B_p = static_cast<const IO*>(in.B) + b * in.B_sb + c_last * kT * in.B_sl;
+  const IO* C_p = static_cast<const IO*>(in.C) + b * in.C_sb + c_last * kT * in.C_sl;
+  int64_t bc_row[BCV];
+#pragma unroll
+  for (int j = 0; j < BCV; ++j) bc_row[j] = (tid + j * kThreads) / N;
+
+  IO ru[PT], rd[PT], rz[PT], rdo[PT], rb[BCV], rc[BCV];  // the previous tile, raw
   auto load_tile = [&](int64_t t0) {
+    const int64_t last = (t_end - 1 - t0 < kT - 1 ? t_end - 1 - t0 : kT - 1);  // clamp rows past the end
 #pragma unroll
     for (int k = 0; k < PT; ++k) {
-      const int64_t t = t0 + g + k * G;
-      const bool ok = ev && t < t_end;
-      ru[k] = ok ? load_f(u, t * in.u_sl + e) : 0.f;
-      rd[k] = ok ? load_f(dl, t * in.delta_sl + e) : 0.f;
-      rz[k] = (ok && has_z) ? load_f(zp, t * in.z_sl + e) : 0.f;
-      rdo[k] = ok ? load_f(dop, t * args.dout_sl + e) : 0.f;
+      const int64_t r = (g + k * G < last ? g + k * G : last) - g;
+      ru[k] = u_p[r * in.u_sl];
+      rd[k] = d_p[r * in.delta_sl];
+      rz[k] = z_p[r * z_sl];
+      rdo[k] = o_p[r * args.dout_sl];
     }
 #pragma unroll
     for (int j = 0; j < BCV; ++j) {
-      const int idx = tid + j * kThreads, tt = idx / N, n = idx % N;
-      const bool ok = idx < kT * N && t0 + tt < t_end;
-      rb[j] = ok ? load_f(Bp, (t0 + tt) * in.B_sl + n) : 0.f;
-      rc[j] = ok ? load_f(Cp, (t0 + tt) * in.C_sl + n) : 0.f;
+      const int idx = tid + j * kThreads, n = idx % N;
+      const int64_t r = idx < kT * N && bc_row[j] < last ? bc_row[j] : last;
+      rb[j] = B_p[r * in.B_sl + n];
+      rc[j] = C_p[r * in.C_sl + n];
     }
   };
+  auto retreat = [&] {
+    u_p -= kT * in.u_sl, d_p -= kT * in.delta_sl, z_p -= kT * z_sl, o_p -= kT * args.dout_sl;
+    B_p -= kT * in.B_sl, C_p -= kT * in.C_sl;
+  };
 
-  const int64_t c_first = t_begin / kT, c_last = t_begin < t_end ? (t_end - 1) / kT : c_first - 1;
   if (c_last >= c_first) load_tile(c_last * kT);
   for (int64_t c = c_last; c >= c_first; --c) {
     const int64_t t0 = c * kT;
@@ -111,17 +122,18 @@ __global__ void __launch_bounds__(kThreads) s6_bwd_kernel(S6Inputs in, S6BwdArgs
       const int tt = g + k * G;
       float dt = 0.f, uv = 0.f, gv = 0.f, dzf = 0.f, dsig = 0.f, sp = 0.f;
       if (ev && tt < nt) {
-        const float x = rd[k] + bias;
-        sp = softplus_f(x);
+        const float x = to_f(rd[k]) + bias, dov = to_f(rdo[k]);
+        float sgx;
+        sp = softplus_series_f(x, &sgx);
         dt = scale * sp;
-        uv = ru[k];
-        dsig = scale * (x > 20.f ? 1.f : sigmoid_f(x));
+        uv = to_f(ru[k]);
+        dsig = scale * sgx;
         if (has_z) {
-          const float zv = rz[k], sz = sigmoid_f(zv);
-          gv = rdo[k] * zv * sz;
-          dzf = rdo[k] * sz * (1.f + zv * (1.f - sz));
+          const float zv = to_f(rz[k]), sz = sigmoid_fast_f(zv);
+          gv = dov * zv * sz;
+          dzf = dov * sz * (1.f + zv * (1.f - sz));
         } else {
-          gv = rdo[k];
+          gv = dov;
         }
       }
       const int o = tt * EC + el;
@@ -137,8 +149,8 @@ __global__ void __launch_bounds__(kThreads) s6_bwd_kernel(S6Inputs in, S6BwdArgs
     for (int j = 0; j < BCV; ++j) {
       const int idx = tid + j * kThreads;
       if (idx < kT * N) {
-        s_B[idx] = rb[j];
-        s_C[idx] = rc[j];
+        s_B[idx] = bc_row[j] < nt ? to_f(rb[j]) : 0.f;
+        s_C[idx] = bc_row[j] < nt ? to_f(rc[j]) : 0.f;
       }
     }
     float st[kNSub][kNS];  // states at the starts of the sub-tiles
@@ -151,7 +163,10 @@ __global__ void __launch_bounds__(kThreads) s6_bwd_kernel(S6Inputs in, S6BwdArgs
       st[0][3] = h4.w;
     }
     __syncthreads();
-    if (c > c_first) load_tile((c - 1) * kT);
+    if (c > c_first) {
+      retreat();
+      load_tile((c - 1) * kT);
+    }
 
     // ---- states at the sub-tile starts
 #pragma unroll
@@ -240,10 +255,11 @@ __global__ void __launch_bounds__(kThreads) s6_bwd_kernel(S6Inputs in, S6BwdArgs
           s_dBC[tt * 2 * N + which * N + n] = acc;
         }
       }
-      // per (token, channel): the thread that staged it finishes it
-      for (int k = g; k < kT2; k += G) {
-        const int tt = j * kT2 + k;
-        if (ev && tt < nt) {
+      // per (token, channel): threads g, g + G, ... of the channel finish the sub-tile's tokens g, g + G, ...
+#pragma unroll
+      for (int m = 0; m < (kT2 + G - 1) / G; ++m) {
+        const int k = g + m * G, tt = j * kT2 + k;
+        if (k < kT2 && ev && tt < nt) {
           float yv = 0.f, SB = 0.f, SA = 0.f;
 #pragma unroll
           for (int gg = 0; gg < G; ++gg) {
@@ -288,7 +304,11 @@ __global__ void __launch_bounds__(kThreads) s6_bwd_kernel(S6Inputs in, S6BwdArgs
         if (tt < nt) {
           const float4 val = *reinterpret_cast<const float4*>(s_dBC + tt * 2 * N + q);
           float* dst = (q < N ? args.dB + q : args.dC + (q - N)) + (b * L + t0 + tt) * N;
-          atomicAdd(reinterpret_cast<float4*>(dst), val);
+#if defined(MX_CPU_EMU) || (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900)
+          atomicAdd(reinterpret_cast<float4*>(dst), val);  // one 16-byte atomic (sm_90)
+#else
+          atomicAdd(dst, val.x), atomicAdd(dst + 1, val.y), atomicAdd(dst + 2, val.z), atomicAdd(dst + 3, val.w);
+#endif
         }
       }
     }
@@ -310,7 +330,7 @@ __global__ void __launch_bounds__(kThreads) s6_bwd_kernel(S6Inputs in, S6BwdArgs
 // First pass of the time split: for segments 1 .. S-1, the carry out of the segment's first token
 // (Π a)·(...) from a zero carry in, dh_loc[s] = Σ_{t in s} (Π_{t' in s, t' <= t} a_t')·C_t·g_t, and Σ Δ.
 template <typename IO, int N>
-__global__ void __launch_bounds__(kThreads) s6_bwd_first_kernel(S6Inputs in, S6BwdArgs args, BwdRun run) {
+__global__ void __launch_bounds__(kThreads, kFwdCtasPerSm) s6_bwd_first_kernel(S6Inputs in, S6BwdArgs args, BwdRun run) {
   using Cf = Cfg<N>;
   constexpr int G = Cf::G, EC = Cf::EC, PT = Cf::PT, BCV = Cf::BCV;
   const int tid = threadIdx.x, g = tid / EC, el = tid % EC, n0 = g * kNS;
@@ -324,11 +344,6 @@ __global__ void __launch_bounds__(kThreads) s6_bwd_first_kernel(S6Inputs in, S6B
   float* s_g = s_dt + kT * EC;                               // (kT, EC)
   float* s_C = s_g + kT * EC;                                // (kT, N)
 
-  const IO* dl = static_cast<const IO*>(in.delta) + b * in.delta_sb;
-  const IO* zp = has_z ? static_cast<const IO*>(in.z) + b * in.z_sb : nullptr;
-  const IO* Cp = static_cast<const IO*>(in.C) + b * in.C_sb;
-  const IO* dop = static_cast<const IO*>(args.dout) + b * args.dout_sb;
-
   float A2[kNS], dhc[kNS];
 #pragma unroll
   for (int i = 0; i < kNS; ++i) {
@@ -339,25 +354,34 @@ __global__ void __launch_bounds__(kThreads) s6_bwd_first_kernel(S6Inputs in, S6B
   const float scale = in.dt_scale ? in.dt_scale[ev ? e * in.dt_scale_stride : 0] : 1.f;
   double sum_dt = 0.0;
 
-  float rd[PT], rz[PT], rdo[PT], rc[BCV];
+  const int64_t c_first = t_begin / kT, c_last = t_begin < t_end ? (t_end - 1) / kT : c_first - 1;
+  const int64_t ec = ev ? e : E - 1, r0 = c_last * kT + g;  // cursors as in s6_bwd_kernel
+  const IO* d_p = static_cast<const IO*>(in.delta) + b * in.delta_sb + r0 * in.delta_sl + ec;
+  const IO* z_p = has_z ? static_cast<const IO*>(in.z) + b * in.z_sb + r0 * in.z_sl + ec : d_p;
+  const int64_t z_sl = has_z ? in.z_sl : in.delta_sl;
+  const IO* o_p = static_cast<const IO*>(args.dout) + b * args.dout_sb + r0 * args.dout_sl + ec;
+  const IO* C_p = static_cast<const IO*>(in.C) + b * in.C_sb + c_last * kT * in.C_sl;
+  int64_t bc_row[BCV];
+#pragma unroll
+  for (int j = 0; j < BCV; ++j) bc_row[j] = (tid + j * kThreads) / N;
+
+  IO rd[PT], rz[PT], rdo[PT], rc[BCV];
   auto load_tile = [&](int64_t t0) {
+    const int64_t last = (t_end - 1 - t0 < kT - 1 ? t_end - 1 - t0 : kT - 1);
 #pragma unroll
     for (int k = 0; k < PT; ++k) {
-      const int64_t t = t0 + g + k * G;
-      const bool ok = ev && t < t_end;
-      rd[k] = ok ? load_f(dl, t * in.delta_sl + e) : 0.f;
-      rz[k] = (ok && has_z) ? load_f(zp, t * in.z_sl + e) : 0.f;
-      rdo[k] = ok ? load_f(dop, t * args.dout_sl + e) : 0.f;
+      const int64_t r = (g + k * G < last ? g + k * G : last) - g;
+      rd[k] = d_p[r * in.delta_sl];
+      rz[k] = z_p[r * z_sl];
+      rdo[k] = o_p[r * args.dout_sl];
     }
 #pragma unroll
     for (int j = 0; j < BCV; ++j) {
-      const int idx = tid + j * kThreads, tt = idx / N, n = idx % N;
-      const bool ok = idx < kT * N && t0 + tt < t_end;
-      rc[j] = ok ? load_f(Cp, (t0 + tt) * in.C_sl + n) : 0.f;
+      const int idx = tid + j * kThreads, n = idx % N;
+      rc[j] = C_p[(idx < kT * N && bc_row[j] < last ? bc_row[j] : last) * in.C_sl + n];
     }
   };
 
-  const int64_t c_first = t_begin / kT, c_last = t_begin < t_end ? (t_end - 1) / kT : c_first - 1;
   if (c_last >= c_first) load_tile(c_last * kT);
   for (int64_t c = c_last; c >= c_first; --c) {
     const int64_t t0 = c * kT;
@@ -367,9 +391,9 @@ __global__ void __launch_bounds__(kThreads) s6_bwd_first_kernel(S6Inputs in, S6B
       const int tt = g + k * G;
       float dt = 0.f, gv = 0.f;
       if (ev && tt < nt) {
-        dt = scale * softplus_f(rd[k] + bias);
+        dt = scale * softplus_series_f(to_f(rd[k]) + bias);
         sum_dt += dt;
-        gv = has_z ? rdo[k] * rz[k] * sigmoid_f(rz[k]) : rdo[k];
+        gv = has_z ? to_f(rdo[k]) * silu_f(to_f(rz[k])) : to_f(rdo[k]);
       }
       s_dt[tt * EC + el] = dt;
       s_g[tt * EC + el] = gv;
@@ -377,10 +401,13 @@ __global__ void __launch_bounds__(kThreads) s6_bwd_first_kernel(S6Inputs in, S6B
 #pragma unroll
     for (int j = 0; j < BCV; ++j) {
       const int idx = tid + j * kThreads;
-      if (idx < kT * N) s_C[idx] = rc[j];
+      if (idx < kT * N) s_C[idx] = bc_row[j] < nt ? to_f(rc[j]) : 0.f;
     }
     __syncthreads();
-    if (c > c_first) load_tile((c - 1) * kT);
+    if (c > c_first) {
+      d_p -= kT * in.delta_sl, z_p -= kT * z_sl, o_p -= kT * args.dout_sl, C_p -= kT * in.C_sl;
+      load_tile((c - 1) * kT);
+    }
 #pragma unroll 4
     for (int tt = kT - 1; tt >= 0; --tt) {
       const float gt = s_g[tt * EC + el], dt = s_dt[tt * EC + el];
@@ -424,7 +451,7 @@ template <typename IO, int N>
 cudaError_t launch_bwd(const S6Inputs& in, const S6BwdArgs& args, void* workspace, cudaStream_t stream) {
   using Cf = Cfg<N>;
   const int64_t nblk = channel_blocks<N>(in);
-  const SegPlan plan = plan_segments(in, nblk * in.batch);
+  const SegPlan plan = plan_segments(in, nblk * in.batch, kBwdCtasPerSm);
   const int64_t EN = in.dim * N;
   cudaError_t err = cudaSuccess;
   auto zero = [&](void* p, size_t bytes) {
@@ -480,7 +507,7 @@ cudaError_t launch_bwd(const S6Inputs& in, const S6BwdArgs& args, void* workspac
 
 namespace mx::kern {
 
-size_t s6_bwd_workspace_bytes(const S6Inputs& in) { return s6_fwd_workspace_bytes(in); }
+size_t s6_bwd_workspace_bytes(const S6Inputs& in) { return s6::segment_workspace_bytes(in, s6::kBwdCtasPerSm); }
 
 cudaError_t s6_bwd(const S6Inputs& in, const S6BwdArgs& args, void* workspace, cudaStream_t stream) {
   if (!s6_supported_dstate(in.dstate) || !in.u || !in.delta || !in.B || !in.C || !in.A || in.batch < 1 ||

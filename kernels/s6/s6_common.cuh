@@ -11,9 +11,11 @@ namespace mx::kern::s6 {
 constexpr int kThreads = 128;            // threads per CTA
 constexpr int kNS = 4;                   // states per thread (a sequential recurrence over 4 (e, n) pairs)
 constexpr int kT = int(kS6Chunk);        // tokens per tile = checkpoint interval
-constexpr int kT2 = 8;                   // backward: tokens whose states live in registers at once
+constexpr int kT2 = 4;                   // backward: tokens whose states live in registers at once
 constexpr int kNSub = kT / kT2;          // backward: register sub-tiles per tile
 constexpr int kMinSegmentChunks = 64;    // a time segment spans at least 64 tiles (2048 tokens)
+constexpr int kFwdCtasPerSm = 4;         // register budget of the forward: 128 registers per thread
+constexpr int kBwdCtasPerSm = 3;         // register budget of the backward: 168 registers per thread
 
 // Tiling for a d_state of N: G threads share a channel (4 states each), EC channels per CTA.
 template <int N>
@@ -32,16 +34,18 @@ struct SegPlan {
   int64_t seg_len = 0;
 };
 
-inline SegPlan plan_segments(const S6Inputs& in, int64_t ctas_per_segment) {
+// The scan is a sequential recurrence per (channel, state), so a CTA's speed is bound by latency: it takes
+// several resident CTAs per multiprocessor to keep the pipes busy. When batch x channel blocks leave room
+// for more (max_ctas_per_sm x #SM), time is split into segments (each at least kMinSegmentChunks tiles);
+// a segment costs a first pass over its tokens (the exps again, no output).
+inline SegPlan plan_segments(const S6Inputs& in, int64_t ctas_per_segment, int max_ctas_per_sm) {
   const int64_t nchunks = ceil_div(in.len, kT);
   int64_t S = 1;
   if (in.num_segments > 0) {
     S = std::min<int64_t>(in.num_segments, nchunks);
   } else {
-    // Split time only when the channel blocks leave more than half of the multiprocessors idle: each extra
-    // segment costs a first pass (about 0.8x of the main pass in exps) and buys one more CTA per block.
-    const int64_t sm = device_sm_count();
-    if (ctas_per_segment * 2 <= sm) S = std::min<int64_t>(2 * sm / std::max<int64_t>(ctas_per_segment, 1), nchunks / kMinSegmentChunks);
+    const int64_t slots = int64_t(max_ctas_per_sm) * device_sm_count();
+    S = std::min<int64_t>(slots / std::max<int64_t>(ctas_per_segment, 1), nchunks / kMinSegmentChunks);
   }
   S = std::max<int64_t>(S, 1);
   SegPlan p;
@@ -54,6 +58,8 @@ template <int N>
 inline int64_t channel_blocks(const S6Inputs& in) {
   return ceil_div(in.dim, Cfg<N>::EC);
 }
+
+size_t segment_workspace_bytes(const S6Inputs& in, int max_ctas_per_sm);  // s6_fwd.cu
 
 template <int V>
 struct IntTag {

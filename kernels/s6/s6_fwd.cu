@@ -28,28 +28,35 @@ struct FwdRun {
 };
 
 // kOut: the full pass (writes y); otherwise the first pass of the segment split (states and Σ Δ only).
+// Global loads walk per-thread pointers (no 64-bit index products per element); full tiles load without
+// guards, the sequence's last partial tile clamps its addresses (values past the end are masked when staged).
 template <typename IO, int N, bool kOut>
-__global__ void __launch_bounds__(kThreads) s6_fwd_kernel(S6Inputs in, FwdRun run) {
+__global__ void __launch_bounds__(kThreads, kFwdCtasPerSm) s6_fwd_kernel(S6Inputs in, FwdRun run) {
   using Cf = Cfg<N>;
   constexpr int G = Cf::G, EC = Cf::EC, PT = Cf::PT, BCV = Cf::BCV;
   const int tid = threadIdx.x, g = tid / EC, el = tid % EC, n0 = g * kNS;
   const int64_t b = blockIdx.y, seg = blockIdx.z, E = in.dim, L = in.len;
   const int64_t e = int64_t(blockIdx.x) * EC + el;
   const bool ev = e < E;
+  const int64_t ec = ev ? e : E - 1;  // address-safe channel for the lanes past E (their values are unused)
   const int64_t t_begin = seg * run.seg_len, t_end = t_begin + run.seg_len < L ? t_begin + run.seg_len : L;
   const bool has_z = in.z != nullptr;
 
-  float* s_dt = reinterpret_cast<float*>(dynamic_smem());  // (kT, EC)
-  float* s_dtu = s_dt + kT * EC;                             // (kT, EC)
-  float* s_B = s_dtu + kT * EC;                              // (kT, N)
+  float2* s_dd = reinterpret_cast<float2*>(dynamic_smem());  // (kT, EC) (Δ, Δ·u)
+  float* s_B = reinterpret_cast<float*>(s_dd + kT * EC);       // (kT, N)
   float* s_C = s_B + kT * N;                                 // (kT, N)
   float* s_y = s_C + kT * N;                                 // (G, kT, EC) partial sums over each thread's states
 
-  const IO* u = static_cast<const IO*>(in.u) + b * in.u_sb;
-  const IO* dl = static_cast<const IO*>(in.delta) + b * in.delta_sb;
-  const IO* zp = has_z ? static_cast<const IO*>(in.z) + b * in.z_sb : nullptr;
-  const IO* Bp = static_cast<const IO*>(in.B) + b * in.B_sb;
-  const IO* Cp = static_cast<const IO*>(in.C) + b * in.C_sb;
+  // Per-thread cursors at token t_begin + g of channel ec; one tile advances them by kT rows.
+  const IO* u_p = static_cast<const IO*>(in.u) + b * in.u_sb + (t_begin + g) * in.u_sl + ec;
+  const IO* d_p = static_cast<const IO*>(in.delta) + b * in.delta_sb + (t_begin + g) * in.delta_sl + ec;
+  const IO* z_p = has_z ? static_cast<const IO*>(in.z) + b * in.z_sb + (t_begin + g) * in.z_sl + ec : u_p;
+  const int64_t z_sl = has_z ? in.z_sl : in.u_sl;
+  const IO* B_p = static_cast<const IO*>(in.B) + b * in.B_sb + t_begin * in.B_sl;
+  const IO* C_p = static_cast<const IO*>(in.C) + b * in.C_sb + t_begin * in.C_sl;
+  int64_t bc_row[BCV];  // token row (within the tile) of this thread's B / C values
+#pragma unroll
+  for (int j = 0; j < BCV; ++j) bc_row[j] = (tid + j * kThreads) / N;
 
   float A2[kNS], h[kNS];
 #pragma unroll
@@ -62,25 +69,47 @@ __global__ void __launch_bounds__(kThreads) s6_fwd_kernel(S6Inputs in, FwdRun ru
   const float Dv = (ev && in.D) ? in.D[e] : 0.f;
   double sum_dt = 0.0;
 
-  float ru[PT], rd[PT], rz[PT], rb[BCV], rc[BCV];
+  IO ru[PT], rd[PT], rz[PT], rb[BCV], rc[BCV];  // the next tile, raw
   auto load_tile = [&](int64_t t0) {
+    if (t0 + kT <= t_end) {
 #pragma unroll
-    for (int k = 0; k < PT; ++k) {
-      const int64_t t = t0 + g + k * G;
-      const bool ok = ev && t < t_end;
-      ru[k] = ok ? load_f(u, t * in.u_sl + e) : 0.f;
-      rd[k] = ok ? load_f(dl, t * in.delta_sl + e) : 0.f;
-      rz[k] = (ok && has_z) ? load_f(zp, t * in.z_sl + e) : 0.f;
-    }
+      for (int k = 0; k < PT; ++k) {
+        ru[k] = u_p[k * G * in.u_sl];
+        rd[k] = d_p[k * G * in.delta_sl];
+        rz[k] = z_p[k * G * z_sl];
+      }
 #pragma unroll
-    for (int j = 0; j < BCV; ++j) {
-      const int idx = tid + j * kThreads, tt = idx / N, n = idx % N;
-      const bool ok = idx < kT * N && t0 + tt < t_end;
-      rb[j] = ok ? load_f(Bp, (t0 + tt) * in.B_sl + n) : 0.f;
-      rc[j] = ok ? load_f(Cp, (t0 + tt) * in.C_sl + n) : 0.f;
+      for (int j = 0; j < BCV; ++j) {
+        const int idx = tid + j * kThreads, n = idx % N;
+        const int64_t r = idx < kT * N ? bc_row[j] : 0;
+        rb[j] = B_p[r * in.B_sl + n];
+        rc[j] = C_p[r * in.C_sl + n];
+      }
+    } else {  // last, partial tile: clamp the row to the last token
+      const int64_t last = t_end - 1 - t0;
+#pragma unroll
+      for (int k = 0; k < PT; ++k) {
+        const int64_t r = g + k * G < last ? g + k * G : last;
+        ru[k] = u_p[(r - g) * in.u_sl];
+        rd[k] = d_p[(r - g) * in.delta_sl];
+        rz[k] = z_p[(r - g) * z_sl];
+      }
+#pragma unroll
+      for (int j = 0; j < BCV; ++j) {
+        const int idx = tid + j * kThreads, n = idx % N;
+        const int64_t r = idx < kT * N && bc_row[j] < last ? bc_row[j] : last;
+        rb[j] = B_p[r * in.B_sl + n];
+        rc[j] = C_p[r * in.C_sl + n];
+      }
     }
   };
+  auto advance = [&] {
+    u_p += kT * in.u_sl, d_p += kT * in.delta_sl, z_p += kT * z_sl;
+    B_p += kT * in.B_sl, C_p += kT * in.C_sl;
+  };
 
+  IO* o_p = kOut ? static_cast<IO*>(run.out) + b * run.out_sb + (t_begin + g) * run.out_sl + ec : nullptr;
+  float* ck_p = run.ckpt ? run.ckpt + ((b * run.nchunks + t_begin / kT) * E + ec) * N + n0 : nullptr;
   float uu[PT], zz[PT];
   if (t_begin < t_end) load_tile(t_begin);
   for (int64_t t0 = t_begin; t0 < t_end; t0 += kT) {
@@ -90,35 +119,38 @@ __global__ void __launch_bounds__(kThreads) s6_fwd_kernel(S6Inputs in, FwdRun ru
     for (int k = 0; k < PT; ++k) {
       const int tt = g + k * G;
       float dt = 0.f, dtu = 0.f;
+      uu[k] = to_f(ru[k]);
+      zz[k] = to_f(rz[k]);
       if (ev && tt < nt) {
-        dt = scale * softplus_f(rd[k] + bias);
-        dtu = dt * ru[k];
+        dt = scale * softplus_series_f(to_f(rd[k]) + bias);
+        dtu = dt * uu[k];
         if (!kOut) sum_dt += dt;
       }
-      s_dt[tt * EC + el] = dt;  // padded tokens: Δ = 0, so a = 1 and the state passes through unchanged
-      s_dtu[tt * EC + el] = dtu;
-      uu[k] = ru[k];
-      zz[k] = rz[k];
+      s_dd[tt * EC + el] = make_float2(dt, dtu);  // padded tokens: Δ = 0, so a = 1: the state passes through
     }
 #pragma unroll
     for (int j = 0; j < BCV; ++j) {
       const int idx = tid + j * kThreads;
       if (idx < kT * N) {
-        s_B[idx] = rb[j];
-        s_C[idx] = rc[j];
+        s_B[idx] = bc_row[j] < nt ? to_f(rb[j]) : 0.f;
+        s_C[idx] = bc_row[j] < nt ? to_f(rc[j]) : 0.f;
       }
     }
-    if (run.ckpt && ev) {
-      float* dst = run.ckpt + ((b * run.nchunks + t0 / kT) * E + e) * N + n0;
-      *reinterpret_cast<float4*>(dst) = make_float4(h[0], h[1], h[2], h[3]);
+    if (ck_p) {
+      if (ev) *reinterpret_cast<float4*>(ck_p) = make_float4(h[0], h[1], h[2], h[3]);
+      ck_p += E * N;
     }
     __syncthreads();
-    if (t0 + kT < t_end) load_tile(t0 + kT);
+    if (t0 + kT < t_end) {
+      advance();
+      load_tile(t0 + kT);
+    }
 
     // ---- scan
 #pragma unroll 4
     for (int tt = 0; tt < kT; ++tt) {
-      const float dt = s_dt[tt * EC + el], dtu = s_dtu[tt * EC + el];
+      const float2 dd = s_dd[tt * EC + el];
+      const float dt = dd.x, dtu = dd.y;
       const float4 B4 = *reinterpret_cast<const float4*>(s_B + tt * N + n0);
       const float Bv[kNS] = {B4.x, B4.y, B4.z, B4.w};
       if (kOut) {
@@ -138,10 +170,9 @@ __global__ void __launch_bounds__(kThreads) s6_fwd_kernel(S6Inputs in, FwdRun ru
     }
     __syncthreads();
 
-    // ---- epilogue (the next stage writes only s_dt / s_dtu / s_B / s_C, and s_y is rewritten only after
+    // ---- epilogue (the next stage writes only s_dd / s_B / s_C, and s_y is rewritten only after
     // the next barrier, so no third barrier is needed)
     if (kOut) {
-      IO* out = static_cast<IO*>(run.out) + b * run.out_sb;
 #pragma unroll
       for (int k = 0; k < PT; ++k) {
         const int tt = g + k * G;
@@ -150,10 +181,11 @@ __global__ void __launch_bounds__(kThreads) s6_fwd_kernel(S6Inputs in, FwdRun ru
 #pragma unroll
           for (int gg = 0; gg < G; ++gg) y += s_y[(gg * kT + tt) * EC + el];
           y = fmaf(Dv, uu[k], y);
-          if (has_z) y *= zz[k] * sigmoid_f(zz[k]);
-          store_f(out, (t0 + tt) * run.out_sl + e, y);
+          if (has_z) y *= silu_f(zz[k]);
+          store_f(o_p, k * G * run.out_sl, y);
         }
       }
+      o_p += kT * run.out_sl;
     }
   }
 
@@ -185,7 +217,7 @@ template <typename IO, int N>
 cudaError_t launch_fwd(const S6Inputs& in, const S6FwdArgs& args, void* workspace, cudaStream_t stream) {
   using Cf = Cfg<N>;
   const int64_t nblk = channel_blocks<N>(in);
-  const SegPlan plan = plan_segments(in, nblk * in.batch);
+  const SegPlan plan = plan_segments(in, nblk * in.batch, kFwdCtasPerSm);
   const size_t smem = sizeof(float) * size_t(2 * kT * Cf::EC + 2 * kT * N + Cf::G * kT * Cf::EC);
   auto k_main = s6_fwd_kernel<IO, N, true>;
   auto k_first = s6_fwd_kernel<IO, N, false>;
@@ -249,15 +281,20 @@ bool s6_supported_dstate(int64_t n) { return n == 8 || n == 16 || n == 32 || n =
 
 int64_t s6_num_chunks(int64_t len) { return ceil_div(len, s6::kT); }
 
-size_t s6_fwd_workspace_bytes(const S6Inputs& in) {
+namespace s6 {
+// Workspace of a segmented pass: two (B, S, E, N) fp32 state arrays and a (B, S, E) fp64 Σ Δ.
+size_t segment_workspace_bytes(const S6Inputs& in, int max_ctas_per_sm) {
   if (!s6_supported_dstate(in.dstate)) return 0;
   int64_t nblk = 0;
-  s6::dispatch(IoType::F32, in.dstate, [&](auto, auto nc) { nblk = s6::channel_blocks<decltype(nc)::value>(in); });
-  const s6::SegPlan plan = s6::plan_segments(in, nblk * in.batch);
+  dispatch(IoType::F32, in.dstate, [&](auto, auto nc) { nblk = channel_blocks<decltype(nc)::value>(in); });
+  const SegPlan plan = plan_segments(in, nblk * in.batch, max_ctas_per_sm);
   if (plan.S <= 1) return 0;
   const size_t slots = size_t(in.batch) * plan.S * in.dim;
   return slots * in.dstate * sizeof(float) * 2 + slots * sizeof(double);
 }
+}  // namespace s6
+
+size_t s6_fwd_workspace_bytes(const S6Inputs& in) { return s6::segment_workspace_bytes(in, s6::kFwdCtasPerSm); }
 
 cudaError_t s6_fwd(const S6Inputs& in, const S6FwdArgs& args, void* workspace, cudaStream_t stream) {
   if (!s6_supported_dstate(in.dstate) || !in.u || !in.delta || !in.B || !in.C || !in.A || in.batch < 1 ||

@@ -41,42 +41,49 @@ inline double scale_of(const S6Problem& p, int64_t e) {
   if (p.dt_scale.empty()) return 1.0;
   return p.dt_scale.size() == 1 ? p.dt_scale[0] : p.dt_scale[e];
 }
-// States h_t (t = -1 .. L-1) of channel (b, e): hs[(t + 1) * N + n]; also Δ_t per token.
-inline void channel_states(const S6Problem& p, int64_t b, int64_t e, std::vector<double>& hs, std::vector<double>& dt) {
+// States h_t (t = -1 .. L-1) of channel (b, e): hs[(t + 1) * N + n]; also Δ_t per token. T is the arithmetic
+// type: double for the reference, float for "what a plain sequential fp32 implementation gets".
+template <typename T>
+inline void channel_states(const S6Problem& p, int64_t b, int64_t e, std::vector<T>& hs, std::vector<T>& dt) {
   const int64_t L = p.L, E = p.E, N = p.N;
-  hs.assign((L + 1) * N, 0.0);
-  dt.assign(L, 0.0);
+  hs.assign((L + 1) * N, T(0));
+  dt.assign(L, T(0));
   if (!p.h0.empty())
-    for (int64_t n = 0; n < N; ++n) hs[n] = p.h0[(b * E + e) * N + n];
-  const double s = scale_of(p, e), bias = p.dt_bias.empty() ? 0.0 : p.dt_bias[e];
+    for (int64_t n = 0; n < N; ++n) hs[n] = T(p.h0[(b * E + e) * N + n]);
+  const T s = T(scale_of(p, e)), bias = p.dt_bias.empty() ? T(0) : T(p.dt_bias[e]);
   for (int64_t t = 0; t < L; ++t) {
     const int64_t r = (b * L + t) * E + e;
-    const double d = s * ref_softplus(p.delta[r] + bias);
+    const T x = T(p.delta[r]) + bias;
+    const T d = s * (x > T(20) ? x : std::log1p(std::exp(x)));
     dt[t] = d;
     for (int64_t n = 0; n < N; ++n)
-      hs[(t + 1) * N + n] = std::exp(d * p.A[e * N + n]) * hs[t * N + n] + d * p.Bm[(b * L + t) * N + n] * p.u[r];
+      hs[(t + 1) * N + n] =
+          std::exp(d * T(p.A[e * N + n])) * hs[t * N + n] + d * T(p.Bm[(b * L + t) * N + n]) * T(p.u[r]);
   }
 }
 }  // namespace detail
 
+// T = double: the reference; T = float: a plain sequential fp32 evaluation of the same recurrence (the error
+// any fp32-state implementation makes, e.g. src/ref in fp32), for context next to the kernel's error.
+template <typename T = double>
 inline S6Fwd s6_ref_fwd(const S6Problem& p) {
   const int64_t L = p.L, E = p.E, N = p.N;
   S6Fwd f;
   f.out.assign(p.B * L * E, 0.0);
   f.hT.assign(p.B * E * N, 0.0);
-  std::vector<double> hs, dt;
+  std::vector<T> hs, dt;
   for (int64_t b = 0; b < p.B; ++b)
     for (int64_t e = 0; e < E; ++e) {
-      detail::channel_states(p, b, e, hs, dt);
-      const double Dv = p.D.empty() ? 0.0 : p.D[e];
+      detail::channel_states<T>(p, b, e, hs, dt);
+      const T Dv = p.D.empty() ? T(0) : T(p.D[e]);
       for (int64_t t = 0; t < L; ++t) {
         const int64_t r = (b * L + t) * E + e;
-        double y = Dv * p.u[r];
-        for (int64_t n = 0; n < N; ++n) y += p.Cm[(b * L + t) * N + n] * hs[(t + 1) * N + n];
-        if (!p.z.empty()) y *= p.z[r] * ref_sigmoid(p.z[r]);
-        f.out[r] = y;
+        T y = Dv * T(p.u[r]);
+        for (int64_t n = 0; n < N; ++n) y += T(p.Cm[(b * L + t) * N + n]) * hs[(t + 1) * N + n];
+        if (!p.z.empty()) y *= T(p.z[r]) / (T(1) + std::exp(-T(p.z[r])));
+        f.out[r] = double(y);
       }
-      for (int64_t n = 0; n < N; ++n) f.hT[(b * E + e) * N + n] = hs[L * N + n];
+      for (int64_t n = 0; n < N; ++n) f.hT[(b * E + e) * N + n] = double(hs[L * N + n]);
     }
   return f;
 }
@@ -98,7 +105,7 @@ inline S6Grads s6_ref_bwd(const S6Problem& p, const std::vector<double>& dout, c
   std::vector<double> hs, dt, dhc(N);
   for (int64_t b = 0; b < p.B; ++b)
     for (int64_t e = 0; e < E; ++e) {
-      detail::channel_states(p, b, e, hs, dt);
+      detail::channel_states<double>(p, b, e, hs, dt);
       const double Dv = p.D.empty() ? 0.0 : p.D[e], s = detail::scale_of(p, e);
       const double bias = p.dt_bias.empty() ? 0.0 : p.dt_bias[e];
       for (int64_t n = 0; n < N; ++n) dhc[n] = dhT.empty() ? 0.0 : dhT[(b * E + e) * N + n];

@@ -10,8 +10,9 @@
 //   dΔ_u = direct_u + A·Σ_{t>=u} ∂L/∂cs_t;  d(dt)_u = dΔ_u·s·[dt_min <= sp <= dt_max]·σ(dt + bias);  ds += dΔ·clamp(sp)
 // Kernels: the forward stages 1–4 (S_in), the chunk states of (dy·exp(cs), C) and the reverse state passing
 // (G, dh0), dcb_kernel (dCB and the T sums, looping over the heads of a group), chunk_scan_bwd_kernel (dx and
-// the per-chunk terms), dbc_kernel (dB, dC: products summed over the heads of a group) and finalize_kernel.
+// the per-chunk terms; bf16 uses chunk_scan_bwd_async_kernel of ssd_bwd_scan.cuh), dbc_kernel (dB, dC: products summed over the heads of a group) and finalize_kernel.
 // The per-position partial sums go to separate slots (plain stores; summed by finalize_kernel).
+#include "ssd/ssd_bwd_scan.cuh"
 #include "ssd/ssd_pass.cuh"
 
 namespace mx::kern::ssd {
@@ -46,22 +47,27 @@ BwdWs bwd_ws(const Dims& d, void* base) {
 // ---- dCB (fp32, summed over the heads of the group) for the 64 × 64 block (i, j), j <= i, and per head the
 // T row sums (slot j), −T column sums (slot 4 + i) and direct dΔ column sums (slot 8 + i).
 // Grid (10, nc, B·G), 128 threads: warp w owns rows 16w.. of the block.
+// Per head the dy / x tiles and the head's cumsum / Δ values arrive by cp.async into one of two buffers, the
+// next head's copies in flight while the current head is processed.
+template <typename T>
+constexpr size_t dcb_buf_elems() {  // one buffer: dy [64][LD], x [64][LD] (T), then 5 × 64 floats
+  return size_t(2 * 64) * ld_of<T>(64) + 5 * 64 * sizeof(float) / sizeof(T);
+}
 template <typename T>
 constexpr size_t dcb_smem() {
-  return size_t(2 * 64) * ld_of<T>(64) * sizeof(T) + (64 * 68 + 3 * 64 + 8 * 64) * sizeof(float);
+  return 2 * dcb_buf_elems<T>() * sizeof(T) + (64 * 68 + 2 * 64 + 8 * 64) * sizeof(float);
 }
 
 template <typename T>
-__global__ void __launch_bounds__(128) dcb_kernel(SsdArgs a, SsdBwdArgs gr, Dims d, const float* dtv,
-                                                  const float* cs2, const float* cb, float* dcb, float* slot) {
+__global__ void __launch_bounds__(128, 4) dcb_kernel(SsdArgs a, SsdBwdArgs gr, Dims d, const float* dtv,
+                                                     const float* cs2, const float* csl, const float* cb, float* dcb,
+                                                     float* slot) {
   constexpr int LD = ld_of<T>(64), LC = 68;
-  T* As = reinterpret_cast<T*>(dynamic_smem());  // dy [t][p]
-  T* Bs = As + 64 * LD;                            // x [s][p]
-  float* cbs = reinterpret_cast<float*>(Bs + 64 * LD);  // CB [t][s]
-  float* sct = cbs + 64 * LC;
-  float* scs = sct + 64;
-  float* sds = scs + 64;
-  float* colb = sds + 64;  // [warp][2][64]
+  T* bufs = reinterpret_cast<T*>(dynamic_smem());
+  float* cbs = reinterpret_cast<float*>(bufs + 2 * dcb_buf_elems<T>());  // CB [t][s]
+  float* rowf = cbs + 64 * LC;  // decay factors of the current head
+  float* colf = rowf + 64;
+  float* colb = colf + 64;  // [warp][2][64]
   int i = 0, j = int(blockIdx.x);
   while (j > i) j -= ++i;
   const int64_t c = blockIdx.y, b = blockIdx.z / d.G, g = blockIdx.z % d.G;
@@ -72,24 +78,44 @@ __global__ void __launch_bounds__(128) dcb_kernel(SsdArgs a, SsdBwdArgs gr, Dims
   const int64_t ss = d.B * d.H * d.Lp;
   float acc[8][4];
   zero_acc(acc);
+  // Buffer parts: As = dy [t][p], Bs = x [s][p], then tH, tL (cumsum at rows t), sH, sL, sds (at columns s).
+  auto part = [&](int k, int which) { return bufs + k * dcb_buf_elems<T>() + which * 64 * LD; };
+  auto scal = [&](int k, int which) { return reinterpret_cast<float*>(part(k, 2)) + which * 64; };
+  auto issue = [&](int64_t hh, int k) {
+    const int64_t h = g * d.hpg + hh, base = (b * d.H + h) * d.Lp + c * kQ;
+    copy_async(part(k, 0), LD, static_cast<const T*>(gr.dy) + b * gr.dy_sb + h * gr.dy_sh + t0 * gr.dy_sl,
+               gr.dy_sl, 64, kP, rvt);
+    copy_async(part(k, 1), LD, static_cast<const T*>(a.x) + b * a.x_sb + h * a.x_sh + s0 * a.x_sl, a.x_sl, 64, kP,
+               rvs);
+    copy_async(scal(k, 0), 64, cs2 + base + 64 * i, 0, 1, 64, 1);
+    copy_async(scal(k, 1), 64, csl + base + 64 * i, 0, 1, 64, 1);
+    copy_async(scal(k, 2), 64, cs2 + base + 64 * j, 0, 1, 64, 1);
+    copy_async(scal(k, 3), 64, csl + base + 64 * j, 0, 1, 64, 1);
+    copy_async(scal(k, 4), 64, dtv + base + 64 * j, 0, 1, 64, 1);
+    cp_async_commit();
+  };
   if (rvt > 0 && rvs > 0) {
-    stage<false>(cbs, LC, cb + ((b * d.nc + c) * d.G + g) * kQ * kQ + 64 * i * kQ + 64 * j, kQ, 64, 64, 64,
-                 Identity{});
+    copy_async(cbs, LC, cb + ((b * d.nc + c) * d.G + g) * kQ * kQ + 64 * i * kQ + 64 * j, kQ, 64, 64, 64);
+    issue(0, 0);
     for (int64_t hh = 0; hh < d.hpg; ++hh) {
+      const int k = int(hh & 1);
       const int64_t h = g * d.hpg + hh, base = (b * d.H + h) * d.Lp + c * kQ;
-      for (int r = tid; r < 64; r += int(blockDim.x)) {
-        sct[r] = cs2[base + 64 * i + r];
-        scs[r] = cs2[base + 64 * j + r];
-        sds[r] = dtv[base + 64 * j + r];
+      if (hh + 1 < d.hpg) {
+        issue(hh + 1, k ^ 1);
+        cp_async_wait_one();
+      } else {
+        cp_async_wait_all();
       }
-      stage<false>(As, LD, static_cast<const T*>(gr.dy) + b * gr.dy_sb + h * gr.dy_sh + t0 * gr.dy_sl, gr.dy_sl, 64,
-                   kP, rvt, Identity{});
-      stage<false>(Bs, LD, static_cast<const T*>(a.x) + b * a.x_sb + h * a.x_sh + s0 * a.x_sl, a.x_sl, 64, kP, rvs,
-                   Identity{});
+      __syncthreads();
+      const float *tH = scal(k, 0), *tL = scal(k, 1), *sH = scal(k, 2), *sL = scal(k, 3), *sds = scal(k, 4);
+      if (i > j && tid < 64) {  // s < e = 64i <= t: exp(cs_t − cs_s) = exp(cs_t − cs_e)·exp(cs_e − cs_s)
+        rowf[tid] = dexp2(tH[tid], tL[tid], tH[0], tL[0]);
+        colf[tid] = dexp2(tH[0], tL[0], sH[tid], sL[tid]);
+      }
       __syncthreads();
       float dm[8][4];
       zero_acc(dm);
-      warp_mma<T, 8>(dm, As + 16 * w * LD, LD, Bs, LD, 4);
+      warp_mma<T, 8>(dm, part(k, 0) + 16 * w * LD, LD, part(k, 1), LD, 4);
       float rsum[2] = {0.f, 0.f}, colT[8][2], colD[8][2];
 #pragma unroll
       for (int jj = 0; jj < 8; ++jj)
@@ -99,8 +125,10 @@ __global__ void __launch_bounds__(128) dcb_kernel(SsdArgs a, SsdBwdArgs gr, Dims
 #pragma unroll
           for (int u = 0; u < 2; ++u) {
             const int tl = 16 * w + gq + 8 * u, sl = 8 * jj + 2 * q + e;
-            const bool ok = 64 * j + sl <= 64 * i + tl;
-            const float ev = ok ? dm[jj][2 * u + e] * fast_exp2(fminf(sct[tl] - scs[sl], 0.f)) : 0.f;
+            float decay;
+            if (i > j) decay = rowf[tl] * colf[sl];
+            else decay = sl <= tl ? dexp2(tH[tl], tL[tl], sH[sl], sL[sl]) : 0.f;
+            const float ev = dm[jj][2 * u + e] * decay;
             const float cbv = cbs[tl * LC + sl], dts = sds[sl];
             acc[jj][2 * u + e] = fmaf(ev, dts, acc[jj][2 * u + e]);
             const float tt = ev * cbv * dts;
@@ -148,31 +176,35 @@ __global__ void __launch_bounds__(128) dcb_kernel(SsdArgs a, SsdBwdArgs gr, Dims
 // (warp w owns the row blocks w and 15 − w of the 256 × 64 tile, rows = source positions s).
 template <typename T>
 constexpr size_t scan_bwd_smem() {
-  return size_t(kQ + 64) * ld_of<T>(64) * sizeof(T) + (6 * kQ + 8) * sizeof(float);
+  return size_t(kQ + 64) * ld_of<T>(64) * sizeof(T) + (9 * kQ + 8) * sizeof(float);
 }
 
 template <typename T, int N>
-__global__ void __launch_bounds__(256) chunk_scan_bwd_kernel(SsdArgs a, SsdBwdArgs gr, Dims d, const float* dtv,
-                                                             const float* cs2, const float* Sin, const float* Gst,
-                                                             const float* cb, float* slot) {
-  constexpr int LD = ld_of<T>(64);
-  T* As = reinterpret_cast<T*>(dynamic_smem());  // [256][LD]
-  T* Bs = As + kQ * LD;                            // [64][LD]
+__global__ void __launch_bounds__(256, 2) chunk_scan_bwd_kernel(SsdArgs a, SsdBwdArgs gr, Dims d, const float* dtv,
+                                                                const float* cs2, const float* csl, const float* Sin,
+                                                                const float* Gst, const float* cb, float* slot) {
+  constexpr int LD = ld_of<T>(64), LM = ld_of<T>(kQ);
+  T* As = reinterpret_cast<T*>(dynamic_smem());  // [256][LD]: B / C tiles; in (b) the M tile [64][LM]
+  T* Bs = As + kQ * LD;                            // [64][LD]: G / S_in tiles [p][n], dy tile [t][p]
   float* scs = reinterpret_cast<float*>(Bs + 64 * LD);
-  float* sdt = scs + kQ;
-  float* sex = sdt + kQ;
-  float* sdec = sex + kQ;
+  float* scl = scs + kQ;
+  float* sdt = scl + kQ;
+  float* sex = sdt + kQ;   // exp(cs_t)
+  float* sdec = sex + kQ;  // exp(cs_end − cs_t)
   float* odcs = sdec + kQ;
   float* oddt = odcs + kQ;
-  float* red = oddt + kQ;
+  float* rowf = oddt + kQ;
+  float* colf = rowf + kQ;
+  float* red = colf + kQ;
   const int64_t c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / d.hpg;
   const int64_t base = (b * d.H + h) * d.Lp + c * kQ;
-  const float cend = cs2[base + kQ - 1];
+  const float ceh = cs2[base + kQ - 1], cel = csl[base + kQ - 1];
   for (int t = int(threadIdx.x); t < kQ; t += int(blockDim.x)) {
     scs[t] = cs2[base + t];
+    scl[t] = csl[base + t];
     sdt[t] = dtv[base + t];
-    sex[t] = fast_exp2(scs[t]);
-    sdec[t] = fast_exp2(cend - scs[t]);
+    sex[t] = fast_exp2(scs[t] + scl[t]);
+    sdec[t] = dexp2(ceh, cel, scs[t], scl[t]);
     odcs[t] = oddt[t] = 0.f;
   }
   __syncthreads();
@@ -230,22 +262,30 @@ __global__ void __launch_bounds__(256) chunk_scan_bwd_kernel(SsdArgs a, SsdBwdAr
     odcs[kQ - 1] += s;
   }
 
-  // (b) Σ_{t>=s} M_ts·dy_t, by target blocks of 64 tokens (Mᵀ staged from CB rows t).
+  // (b) Σ_{t>=s} M_ts·dy_t by target blocks of 64 tokens: the M tile [t][s] (rows of the block, columns s below
+  // its end) is read transposed. Left of the diagonal block the decay factors through e = t0 (block start).
   const float* cbg = cb + ((b * d.nc + c) * d.G + g) * kQ * kQ;
   for (int jt = 0; jt < 4 && 64 * jt < rv; ++jt) {
     const int t0 = 64 * jt;
-    stage<true>(As, LD, cbg + t0 * kQ, kQ, 64, t0 + 64, 64, [&](int r, int s, float v) {
+    if (t0 > 0) {
+      const int i = int(threadIdx.x);
+      if (i < t0) colf[i] = dexp2(scs[t0], scl[t0], scs[i], scl[i]) * sdt[i];
+      if (i >= t0 && i < t0 + 64) rowf[i] = dexp2(scs[i], scl[i], scs[t0], scl[t0]);
+      __syncthreads();
+    }
+    stage<false>(As, LM, cbg + t0 * kQ, kQ, 64, t0 + 64, 64, [&](int r, int s, float v) {
       const int t = t0 + r;
-      return s <= t ? v * fast_exp2(fminf(scs[t] - scs[s], 0.f)) * sdt[s] : 0.f;
+      if (s < t0) return v * rowf[t] * colf[s];
+      return s <= t ? v * dexp2(scs[t], scl[t], scs[s], scl[s]) * sdt[s] : 0.f;
     });
-    stage<true>(Bs, LD, dyg + t0 * gr.dy_sl, gr.dy_sl, 64, kP, rv - t0, Identity{});
+    stage<false>(Bs, LD, dyg + t0 * gr.dy_sl, gr.dy_sl, 64, kP, rv - t0, Identity{});
     __syncthreads();
 #pragma unroll
     for (int k = 0; k < 2; ++k) {
       const int rb = rbs[k];
       if (16 * rb >= t0 + 64) continue;
       const int k0 = rb >= 4 * jt ? rb - 4 * jt : 0;
-      warp_mma<T, 8>(acc[k], As + 16 * rb * LD + 16 * k0, LD, Bs + 16 * k0, LD, 4 - k0);
+      warp_mma<T, 8, true, true>(acc[k], As + 16 * rb + 16 * k0 * LM, LM, Bs + 16 * k0 * LD, LD, 4 - k0);
     }
     __syncthreads();
   }
@@ -310,17 +350,17 @@ __global__ void __launch_bounds__(256) chunk_scan_bwd_kernel(SsdArgs a, SsdBwdAr
 // Grid (4, nc, B·G), 256 threads: warp w owns rows 16·(w%4).. and columns (w/4)·N/2 ...
 template <typename T, int N>
 constexpr size_t dbc_smem() {
-  return size_t(64 + N) * ld_of<T>(64) * sizeof(T) + 64 * sizeof(float);
+  return (size_t(64) * ld_of<T>(64) + size_t(64) * ld_of<T>(N)) * sizeof(T) + 64 * sizeof(float);
 }
 
 template <typename T, int N, bool kC>
-__global__ void __launch_bounds__(256) dbc_kernel(SsdArgs a, SsdBwdArgs gr, Dims d, const float* dtv,
-                                                  const float* cs2, const float* Sin, const float* Gst,
-                                                  const float* dcb) {
-  constexpr int LD = ld_of<T>(64), NI = N / 16;
-  T* As = reinterpret_cast<T*>(dynamic_smem());  // [64][LD]
-  T* Bs = As + 64 * LD;                            // [N][LD]
-  float* srow = reinterpret_cast<float*>(Bs + N * LD);
+__global__ void __launch_bounds__(256, 2) dbc_kernel(SsdArgs a, SsdBwdArgs gr, Dims d, const float* dtv,
+                                                     const float* cs2, const float* csl, const float* Sin,
+                                                     const float* Gst, const float* dcb) {
+  constexpr int LA = ld_of<T>(64), LB = ld_of<T>(N), NI = N / 16;
+  T* As = reinterpret_cast<T*>(dynamic_smem());  // [64][LA]
+  T* Bs = As + 64 * LA;                            // [64][LB]: G / S_in [p][n], C / B [t|s][n]
+  float* srow = reinterpret_cast<float*>(Bs + 64 * LB);
   const int i = int(blockIdx.x);
   const int64_t c = blockIdx.y, b = blockIdx.z / d.G, g = blockIdx.z % d.G;
   const int64_t r0 = c * kQ + 64 * i;
@@ -333,15 +373,16 @@ __global__ void __launch_bounds__(256) dbc_kernel(SsdArgs a, SsdBwdArgs gr, Dims
     const int64_t h = g * d.hpg + hh, base = (b * d.H + h) * d.Lp + c * kQ;
     if (tid < 64) {
       const int64_t o = base + 64 * i + tid;
-      srow[tid] = kC ? fast_exp2(cs2[o]) : fast_exp2(cs2[base + kQ - 1] - cs2[o]) * dtv[o];
+      srow[tid] = kC ? fast_exp2(cs2[o] + csl[o])
+                     : dexp2(cs2[base + kQ - 1], csl[base + kQ - 1], cs2[o], csl[o]) * dtv[o];
     }
     __syncthreads();
     const T* src = kC ? static_cast<const T*>(gr.dy) + b * gr.dy_sb + h * gr.dy_sh + r0 * gr.dy_sl
                       : static_cast<const T*>(a.x) + b * a.x_sb + h * a.x_sh + r0 * a.x_sl;
-    stage<false>(As, LD, src, kC ? gr.dy_sl : a.x_sl, 64, kP, rvi, [&](int r, int, float v) { return v * srow[r]; });
-    stage<true>(Bs, LD, (kC ? Sin : Gst) + ((b * d.nc + c) * d.H + h) * int64_t(kP) * N, N, kP, N, kP, Identity{});
+    stage<false>(As, LA, src, kC ? gr.dy_sl : a.x_sl, 64, kP, rvi, [&](int r, int, float v) { return v * srow[r]; });
+    stage<false>(Bs, LB, (kC ? Sin : Gst) + ((b * d.nc + c) * d.H + h) * int64_t(kP) * N, N, kP, N, kP, Identity{});
     __syncthreads();
-    warp_mma<T, NI>(acc, As + 16 * rb * LD, LD, Bs + half * (N / 2) * LD, LD, 4);
+    warp_mma<T, NI, false, true>(acc, As + 16 * rb * LA, LA, Bs + half * (N / 2), LB, 4);
     __syncthreads();
   }
   const float* dcbg = dcb + ((b * d.nc + c) * d.G + g) * kQ * kQ;
@@ -350,16 +391,18 @@ __global__ void __launch_bounds__(256) dbc_kernel(SsdArgs a, SsdBwdArgs gr, Dims
     if (k0 >= d.L) break;
     const int rvk = int(std::min<int64_t>(64, d.L - k0));
     if (kC) {
-      stage<false>(As, LD, dcbg + 64 * i * kQ + 64 * k, kQ, 64, 64, 64, Identity{});  // dCB [t][s]
-      stage<true>(Bs, LD, static_cast<const T*>(a.Bm) + b * a.B_sb + g * a.B_sg + k0 * a.B_sl, a.B_sl, 64, N, rvk,
-                  Identity{});  // B [n][s]
+      stage<false>(As, LA, dcbg + 64 * i * kQ + 64 * k, kQ, 64, 64, 64, Identity{});  // dCB [t][s]
+      stage<false>(Bs, LB, static_cast<const T*>(a.Bm) + b * a.B_sb + g * a.B_sg + k0 * a.B_sl, a.B_sl, 64, N, rvk,
+                   Identity{});  // B [s][n]
+      __syncthreads();
+      warp_mma<T, NI, false, true>(acc, As + 16 * rb * LA, LA, Bs + half * (N / 2), LB, 4);
     } else {
-      stage<true>(As, LD, dcbg + 64 * k * kQ + 64 * i, kQ, 64, 64, 64, Identity{});  // dCBᵀ [s][t]
-      stage<true>(Bs, LD, static_cast<const T*>(a.Cm) + b * a.C_sb + g * a.C_sg + k0 * a.C_sl, a.C_sl, 64, N, rvk,
-                  Identity{});  // C [n][t]
+      stage<false>(As, LA, dcbg + 64 * k * kQ + 64 * i, kQ, 64, 64, 64, Identity{});  // dCB [t][s], read as dCBᵀ
+      stage<false>(Bs, LB, static_cast<const T*>(a.Cm) + b * a.C_sb + g * a.C_sg + k0 * a.C_sl, a.C_sl, 64, N, rvk,
+                   Identity{});  // C [t][n]
+      __syncthreads();
+      warp_mma<T, NI, true, true>(acc, As + 16 * rb, LA, Bs + half * (N / 2), LB, 4);
     }
-    __syncthreads();
-    warp_mma<T, NI>(acc, As + 16 * rb * LD, LD, Bs + half * (N / 2) * LD, LD, 4);
     __syncthreads();
   }
   float* out = (kC ? gr.dC : gr.dB) + ((b * d.L + r0) * d.G + g) * N;
@@ -426,34 +469,39 @@ cudaError_t launch_bwd(const SsdArgs& a, const SsdBwdArgs& gr, void* ws, cudaStr
   if ((err = cudaMemsetAsync(w.dcs_sp, 0, size_t(d.B * d.H * d.nc) * sizeof(float), st)) != cudaSuccess) return err;
   if (gr.dscale && (err = cudaMemsetAsync(gr.dscale, 0, size_t(d.H) * sizeof(double), st)) != cudaSuccess) return err;
   // R_c into G, then the reverse state passing turns it into G_c (and dh0).
-  auto k3 = chunk_state_kernel<T, N, true>;
-  const size_t sm3 = chunk_state_smem<T, N>();
-  if ((err = set_smem(k3, sm3)) != cudaSuccess) return err;
   const StateSrc src{gr.dy, gr.dy_sb, gr.dy_sl, gr.dy_sh, a.Cm, a.C_sb, a.C_sl, a.C_sg};
-  MX_LAUNCH(k3, dim3(nc, H, B), dim3(256), sm3, st, src, d, w.f.dtv, w.f.cs2, w.G);
+  if ((err = launch_chunk_state<T, N, true>(src, d, w.f, w.G, st)) != cudaSuccess) return err;
   mark("bwd_chunk_state", st);
   auto k4 = state_pass_kernel<true>;
-  MX_LAUNCH(k4, dim3(unsigned(kP * d.N / 1024), H, B), dim3(256), 0, st, d, w.G, gr.dhT, gr.dh0, w.f.cs2,
+  MX_LAUNCH(k4, dim3(unsigned(kP * d.N / 1024), H, B), dim3(256), 0, st, d, w.G, gr.dhT, gr.dh0, w.f.cs2, w.f.csl,
             static_cast<const float*>(w.f.S), w.dcs_sp);
   mark("bwd_state_pass", st);
   auto k6 = dcb_kernel<T>;
   if ((err = set_smem(k6, dcb_smem<T>())) != cudaSuccess) return err;
-  MX_LAUNCH(k6, dim3(10, nc, BG), dim3(128), dcb_smem<T>(), st, a, gr, d, w.f.dtv, w.f.cs2, w.f.cb, w.dcb, w.slot);
+  MX_LAUNCH(k6, dim3(10, nc, BG), dim3(128), dcb_smem<T>(), st, a, gr, d, w.f.dtv, w.f.cs2, w.f.csl, w.f.cb, w.dcb,
+            w.slot);
   mark("bwd_dcb", st);
-  auto k7 = chunk_scan_bwd_kernel<T, N>;
-  if ((err = set_smem(k7, scan_bwd_smem<T>())) != cudaSuccess) return err;
-  MX_LAUNCH(k7, dim3(nc, H, B), dim3(256), scan_bwd_smem<T>(), st, a, gr, d, w.f.dtv, w.f.cs2,
-            static_cast<const float*>(w.f.S), static_cast<const float*>(w.G), w.f.cb, w.slot);
+  if constexpr (std::is_same_v<T, bf16>) {
+    auto k7 = chunk_scan_bwd_async_kernel<N>;
+    if ((err = set_smem(k7, kScanBwdAsyncSmem)) != cudaSuccess) return err;
+    MX_LAUNCH(k7, dim3(nc, H, B), dim3(256), kScanBwdAsyncSmem, st, a, gr, d, w.f.dtv, w.f.cs2, w.f.csl,
+              static_cast<const float*>(w.f.S), static_cast<const float*>(w.G), w.f.cb, w.slot);
+  } else {
+    auto k7 = chunk_scan_bwd_kernel<T, N>;
+    if ((err = set_smem(k7, scan_bwd_smem<T>())) != cudaSuccess) return err;
+    MX_LAUNCH(k7, dim3(nc, H, B), dim3(256), scan_bwd_smem<T>(), st, a, gr, d, w.f.dtv, w.f.cs2, w.f.csl,
+              static_cast<const float*>(w.f.S), static_cast<const float*>(w.G), w.f.cb, w.slot);
+  }
   mark("bwd_chunk_scan", st);
   auto k8b = dbc_kernel<T, N, false>;
   auto k8c = dbc_kernel<T, N, true>;
   const size_t sm8 = dbc_smem<T, N>();
   if ((err = set_smem(k8b, sm8)) != cudaSuccess || (err = set_smem(k8c, sm8)) != cudaSuccess) return err;
-  MX_LAUNCH(k8b, dim3(4, nc, BG), dim3(256), sm8, st, a, gr, d, w.f.dtv, w.f.cs2, static_cast<const float*>(w.f.S),
-            static_cast<const float*>(w.G), static_cast<const float*>(w.dcb));
+  MX_LAUNCH(k8b, dim3(4, nc, BG), dim3(256), sm8, st, a, gr, d, w.f.dtv, w.f.cs2, w.f.csl,
+            static_cast<const float*>(w.f.S), static_cast<const float*>(w.G), static_cast<const float*>(w.dcb));
   mark("bwd_dB", st);
-  MX_LAUNCH(k8c, dim3(4, nc, BG), dim3(256), sm8, st, a, gr, d, w.f.dtv, w.f.cs2, static_cast<const float*>(w.f.S),
-            static_cast<const float*>(w.G), static_cast<const float*>(w.dcb));
+  MX_LAUNCH(k8c, dim3(4, nc, BG), dim3(256), sm8, st, a, gr, d, w.f.dtv, w.f.cs2, w.f.csl,
+            static_cast<const float*>(w.f.S), static_cast<const float*>(w.G), static_cast<const float*>(w.dcb));
   mark("bwd_dC", st);
   auto k9 = finalize_kernel<T>;
   MX_LAUNCH(k9, dim3(nc, H, B), dim3(kQ), kQ * sizeof(float) + 8 * sizeof(double), st, a, gr, d,

@@ -4,8 +4,9 @@
 //
 // Accumulator layout (both paths): a warp computes a 16 × (8·NI) tile as acc[NI][4]; lane l (g = l/4, q = l%4)
 // holds acc[j][r] = element (row g + 8·(r/2), column 8j + 2q + r%2).
-// Shared-memory operand tiles are "K-contiguous": A is stored [m][k] and B is stored [n][k], row stride
-// ld_of<T>(K) (K + 8 bf16 or K + 4 floats: a stride ≡ 4 words mod 32, so fragment loads hit 32 distinct banks).
+// Shared-memory tiles are plain row-major copies of global tiles (16-byte vector stores); warp_mma reads either
+// layout of each operand (ldmatrix / ldmatrix.trans for bf16). Row stride ld_of<T>(width) = width + 8 bf16 or
+// + 4 floats, so that the 8 rows of an ldmatrix phase (or the fp32 fragment loads) hit distinct banks.
 #pragma once
 #include <cstdint>
 #include <type_traits>
@@ -44,6 +45,7 @@ struct WarpBar {
 };
 inline WarpBar g_bars[32];
 inline uint32_t g_xchg[32][32][8];
+inline const void* g_xptr[32][32];
 inline void wsync() { g_bars[threadIdx.x >> 5].b.arrive_and_wait(); }
 }  // namespace emu
 #endif
@@ -134,6 +136,38 @@ MX_DEV void mma_bf16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[
 #endif
 }
 
+// ldmatrix.m8n8.x4 (b16): lane 8i + r gives the address of row r of matrix i; reg[i] of lane l receives
+// (row l/4, columns 2(l%4), 2(l%4)+1) of matrix i, or with kTrans (rows 2(l%4), 2(l%4)+1, column l/4).
+template <bool kTrans>
+MX_DEV void ldsm_x4(uint32_t (&reg)[4], const bf16* p) {
+#ifdef MX_CPU_EMU
+  const int w = warp_id(), l = lane_id();
+  emu::g_xptr[w][l] = p;
+  emu::wsync();
+  for (int i = 0; i < 4; ++i) {
+    auto at = [&](int row, int col) { return static_cast<const bf16*>(emu::g_xptr[w][8 * i + row])[col].bits; };
+    uint16_t lo, hi;
+    if (kTrans) {
+      lo = at(2 * (l & 3), l >> 2), hi = at(2 * (l & 3) + 1, l >> 2);
+    } else {
+      lo = at(l >> 2, 2 * (l & 3)), hi = at(l >> 2, 2 * (l & 3) + 1);
+    }
+    reg[i] = uint32_t(lo) | (uint32_t(hi) << 16);
+  }
+  emu::wsync();
+#else
+  const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(p));
+  if (kTrans)
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(reg[0]), "=r"(reg[1]), "=r"(reg[2]), "=r"(reg[3])
+                 : "r"(a));
+  else
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(reg[0]), "=r"(reg[1]), "=r"(reg[2]), "=r"(reg[3])
+                 : "r"(a));
+#endif
+}
+
 MX_DEV uint32_t lds32(const bf16* p) {
 #ifdef MX_CPU_EMU
   uint32_t u;
@@ -144,34 +178,43 @@ MX_DEV uint32_t lds32(const bf16* p) {
 #endif
 }
 
-// acc (16 × 8·NI) += A (16 × 16·kb) · B, with A = As[m][k] (16 rows from As) and B given as Bs[n][k]
-// (8·NI rows from Bs), both K-contiguous with strides lda / ldb.
-template <typename T, int NI>
+// acc (16 × 8·NI) += A (16 × 16·kb) · B (16·kb × 8·NI) from shared memory. A(m, k) is As[m·lda + k], or
+// As[k·lda + m] with kAT; B(k, n) is Bs[n·ldb + k], or Bs[k·ldb + n] with kBT (As / Bs point at element (0, 0) of
+// the warp's tile). bf16: ldmatrix (.trans for the transposed layouts; rows 16-byte aligned) and mma.sync;
+// fp32: plain FMAs into the same accumulator layout. NI must be even.
+template <typename T, int NI, bool kAT = false, bool kBT = false>
 MX_DEV void warp_mma(float (&acc)[NI][4], const T* As, int lda, const T* Bs, int ldb, int kb) {
+  static_assert(NI % 2 == 0, "NI must be even");
   const int l = lane_id(), g = l >> 2, q = l & 3;
   if constexpr (std::is_same_v<T, bf16>) {
+    const int mi = l >> 3, r = l & 7;
+    // Per-lane ldmatrix row addresses at k0 = 0 (A: matrices (m,k) = (0,0) (8,0) (0,8) (8,8); B: per pair of n8
+    // tiles (n,k) = (0,0) (0,8) (8,0) (8,8)).
+    const T* pa = kAT ? As + ((mi >> 1) * 8 + r) * lda + (mi & 1) * 8 : As + ((mi & 1) * 8 + r) * lda + (mi >> 1) * 8;
+    const T* pb = kBT ? Bs + ((mi & 1) * 8 + r) * ldb + (mi >> 1) * 8 : Bs + ((mi >> 1) * 8 + r) * ldb + (mi & 1) * 8;
+    const int sa = kAT ? 16 * lda : 16, sb = kBT ? 16 * ldb : 16;  // step per k16
+    const int nb = kBT ? 16 : 16 * ldb;                           // step per pair of n8 tiles
     for (int ks = 0; ks < kb; ++ks) {
-      const int k = ks * 16 + 2 * q;
       uint32_t a[4];
-      a[0] = lds32(As + g * lda + k);
-      a[1] = lds32(As + (g + 8) * lda + k);
-      a[2] = lds32(As + g * lda + k + 8);
-      a[3] = lds32(As + (g + 8) * lda + k + 8);
+      ldsm_x4<kAT>(a, pa + ks * sa);
 #pragma unroll
-      for (int j = 0; j < NI; ++j) {
-        uint32_t b[2];
-        b[0] = lds32(Bs + (8 * j + g) * ldb + k);
-        b[1] = lds32(Bs + (8 * j + g) * ldb + k + 8);
-        mma_bf16(acc[j], a, b);
+      for (int j = 0; j < NI; j += 2) {
+        uint32_t b[4];
+        ldsm_x4<kBT>(b, pb + ks * sb + (j / 2) * nb);
+        const uint32_t b0[2] = {b[0], b[1]}, b1[2] = {b[2], b[3]};
+        mma_bf16(acc[j], a, b0);
+        mma_bf16(acc[j + 1], a, b1);
       }
     }
   } else {
+    auto A = [&](int m, int k) { return kAT ? As[k * lda + m] : As[m * lda + k]; };
+    auto B = [&](int k, int n) { return kBT ? Bs[k * ldb + n] : Bs[n * ldb + k]; };
     const int kn = kb * 16;
     for (int k = 0; k < kn; ++k) {
-      const float alo = As[g * lda + k], ahi = As[(g + 8) * lda + k];
+      const float alo = A(g, k), ahi = A(g + 8, k);
 #pragma unroll
       for (int j = 0; j < NI; ++j) {
-        const float b0 = Bs[(8 * j + 2 * q) * ldb + k], b1 = Bs[(8 * j + 2 * q + 1) * ldb + k];
+        const float b0 = B(k, 8 * j + 2 * q), b1 = B(k, 8 * j + 2 * q + 1);
         acc[j][0] = fmaf(alo, b0, acc[j][0]);
         acc[j][1] = fmaf(alo, b1, acc[j][1]);
         acc[j][2] = fmaf(ahi, b0, acc[j][2]);
@@ -179,6 +222,56 @@ MX_DEV void warp_mma(float (&acc)[NI][4], const T* As, int lda, const T* Bs, int
       }
     }
   }
+}
+
+// ---- cp.async (16 bytes, global -> shared; zero-fill when !valid) and its groups.
+MX_DEV void cp_async16(void* dst, const void* src, bool valid) {
+#ifdef MX_CPU_EMU
+  if (valid) memcpy(dst, src, 16);
+  else memset(dst, 0, 16);
+#else
+  const uint32_t d = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(valid ? 16 : 0));
+#endif
+}
+MX_DEV void cp_async_commit() {
+#ifndef MX_CPU_EMU
+  asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+MX_DEV void cp_async_wait_one() {  // all but the most recent group complete
+#ifndef MX_CPU_EMU
+  asm volatile("cp.async.wait_group 1;\n" ::);
+#endif
+}
+MX_DEV void cp_async_wait_all() {
+#ifndef MX_CPU_EMU
+  asm volatile("cp.async.wait_group 0;\n" ::);
+#endif
+}
+
+// Raw asynchronous copy of an R × C tile (C · sizeof(S) a multiple of 16 bytes) of a global row-major source
+// into dst[r][c] (row stride ldd, same element type); rows r >= rvalid are zero-filled (not read).
+template <typename S>
+MX_DEV void copy_async(S* dst, int ldd, const S* src, int64_t lds, int R, int C, int rvalid) {
+  constexpr int E = 16 / int(sizeof(S));
+  const int cv = C / E, total = R * cv;
+  for (int v = int(threadIdx.x); v < total; v += int(blockDim.x)) {
+    const int r = v / cv, c = (v % cv) * E;
+    const bool ok = r < rvalid;
+    cp_async16(dst + r * ldd + c, src + (ok ? int64_t(r) * lds + c : 0), ok);
+  }
+}
+
+// b-fragment pair (rows k, k+1 of column n) of a bf16 product operand kept as fp32 in shared memory, stored
+// [n][k]: one 8-byte load, rounded to a bf16 pair.
+MX_DEV uint32_t frag_f32(const float* p) {
+#ifdef MX_CPU_EMU
+  return pack_bf16(p[0], p[1]);
+#else
+  const float2 v = *reinterpret_cast<const float2*>(p);
+  return pack_bf16(v.x, v.y);
+#endif
 }
 
 template <int NI>
@@ -242,7 +335,14 @@ MX_DEV void load2(const bf16* p, float& a, float& b) {
   const uint32_t u = lds32(p);
   a = bf16_lo(u), b = bf16_hi(u);
 }
-MX_DEV void load2(const float* p, float& a, float& b) { a = p[0], b = p[1]; }
+MX_DEV void load2(const float* p, float& a, float& b) {
+#ifdef MX_CPU_EMU
+  a = p[0], b = p[1];
+#else
+  const float2 v = *reinterpret_cast<const float2*>(p);
+  a = v.x, b = v.y;
+#endif
+}
 MX_DEV void store2(bf16* p, float a, float b) {
 #ifdef MX_CPU_EMU
   p[0].bits = float_to_bf16(a), p[1].bits = float_to_bf16(b);
@@ -258,14 +358,45 @@ MX_DEV void store2(float* p, float a, float b) {
 #endif
 }
 
+// Raw 16-byte-aligned vectors of 8 source elements, loaded before any is used (loads in flight together).
+template <typename Src>
+struct Raw;
+template <>
+struct Raw<bf16> {
+  uint32_t w[4];
+  MX_DEV void load(const bf16* p) {
+#ifdef MX_CPU_EMU
+    memcpy(w, p, 16);
+#else
+    const uint4 u = __ldg(reinterpret_cast<const uint4*>(p));
+    w[0] = u.x, w[1] = u.y, w[2] = u.z, w[3] = u.w;
+#endif
+  }
+  MX_DEV void unpack(float (&v)[8]) const {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) v[2 * i] = bf16_lo(w[i]), v[2 * i + 1] = bf16_hi(w[i]);
+  }
+};
+template <>
+struct Raw<float> {
+  float f[8];
+  MX_DEV void load(const float* p) { load8(p, f); }
+  MX_DEV void unpack(float (&v)[8]) const {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) v[i] = f[i];
+  }
+};
+
 // Cooperative copy of an R × C tile (C a multiple of 8) of a global row-major source (row stride lds, unit
-// column stride) into shared memory: dst[r][c] (kTrans = false) or dst[c][r] (kTrans = true), row stride ldd.
-// Element (r, c) becomes f(r, c, value); rows r >= rvalid are zero (and not read).
+// column stride) into shared memory: dst[r][c] (kTrans = false) or dst[c][r] (kTrans = true: scalar stores,
+// slow; unused by the kernels now that warp_mma reads transposed layouts), row stride ldd.
+// Element (r, c) becomes f(r, c, value); rows r >= rvalid are zero (and not read). Each thread first issues
+// the loads of up to kV vectors (16 registers of raw data), then converts and stores them.
 template <bool kTrans, typename Dst, typename Src, class F>
 MX_DEV void stage(Dst* dst, int ldd, const Src* src, int64_t lds, int R, int C, int rvalid, F f) {
-  const int c8n = C >> 3, total = R * c8n;
-  for (int v = int(threadIdx.x); v < total; v += int(blockDim.x)) {
-    int r, c;
+  constexpr int kV = sizeof(Src) == 2 ? 4 : 2;
+  const int c8n = C >> 3, total = R * c8n, nt = int(blockDim.x);
+  auto decode = [&](int v, int& r, int& c) {
     if (kTrans) {
       r = v % R;
       c = (v / R) << 3;
@@ -273,20 +404,37 @@ MX_DEV void stage(Dst* dst, int ldd, const Src* src, int64_t lds, int R, int C, 
       r = v / c8n;
       c = (v % c8n) << 3;
     }
-    float e[8];
-    if (r < rvalid) {
-      load8(src + int64_t(r) * lds + c, e);
+  };
+  for (int v0 = int(threadIdx.x); v0 < total; v0 += kV * nt) {
+    Raw<Src> raw[kV];
 #pragma unroll
-      for (int i = 0; i < 8; ++i) e[i] = f(r, c + i, e[i]);
-    } else {
-#pragma unroll
-      for (int i = 0; i < 8; ++i) e[i] = 0.f;
+    for (int u = 0; u < kV; ++u) {
+      const int v = v0 + u * nt;
+      int r, c;
+      decode(v, r, c);
+      if (v < total && r < rvalid) raw[u].load(src + int64_t(r) * lds + c);
     }
-    if (kTrans) {
 #pragma unroll
-      for (int i = 0; i < 8; ++i) store1(dst + (c + i) * ldd + r, e[i]);
-    } else {
-      store8(dst + r * ldd + c, e);
+    for (int u = 0; u < kV; ++u) {
+      const int v = v0 + u * nt;
+      if (v >= total) break;
+      int r, c;
+      decode(v, r, c);
+      float e[8];
+      if (r < rvalid) {
+        raw[u].unpack(e);
+#pragma unroll
+        for (int i = 0; i < 8; ++i) e[i] = f(r, c + i, e[i]);
+      } else {
+#pragma unroll
+        for (int i = 0; i < 8; ++i) e[i] = 0.f;
+      }
+      if (kTrans) {
+#pragma unroll
+        for (int i = 0; i < 8; ++i) store1(dst + (c + i) * ldd + r, e[i]);
+      } else {
+        store8(dst + r * ldd + c, e);
+      }
     }
   }
 }
@@ -295,7 +443,10 @@ struct Identity {
   MX_DEV float operator()(int, int, float v) const { return v; }
 };
 
-MX_DEV float fast_exp2f(float x) { return fast_exp2(x); }
+// exp2 of the double-float difference (hi_t + lo_t) − (hi_s + lo_s), clamped to <= 0.
+MX_DEV float dexp2(float hi_t, float lo_t, float hi_s, float lo_s) {
+  return fast_exp2(fminf((hi_t - hi_s) + (lo_t - lo_s), 0.f));
+}
 
 template <int V>
 struct IntTag {
@@ -326,9 +477,11 @@ inline Dims make_dims(const SsdArgs& a) {
 }
 
 // Workspace layout shared by the forward and the backward (floats, each region 16-byte aligned):
-// dtv, cs2 (B, H, Lp); S (B, nc, H, P, N); CB (B, nc, G, Q, Q).
+// dtv, cs2, csl (B, H, Lp); S (B, nc, H, P, N); CB (B, nc, G, Q, Q). The chunk-local cumsum (log2 units) is the
+// double-float cs2 + csl (cs2 = its fp32 rounding, csl the rest), so that differences of nearby positions stay
+// accurate when the cumsum is large: exp2 of (cs2_t − cs2_s) + (csl_t − csl_s).
 struct FwdWs {
-  float *dtv, *cs2, *S, *cb;
+  float *dtv, *cs2, *csl, *S, *cb;
   size_t floats;
 };
 inline size_t align4(size_t n) { return (n + 3) & ~size_t(3); }
@@ -343,6 +496,7 @@ inline FwdWs fwd_ws(const Dims& d, void* base) {
   };
   w.dtv = take(size_t(d.B * d.H * d.Lp));
   w.cs2 = take(size_t(d.B * d.H * d.Lp));
+  w.csl = take(size_t(d.B * d.H * d.Lp));
   w.S = take(size_t(d.B * d.nc * d.H * kP * d.N));
   w.cb = take(size_t(d.B * d.nc * d.G) * kQ * kQ);
   w.floats = off;

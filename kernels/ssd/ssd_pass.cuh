@@ -65,32 +65,34 @@ MX_DEV void scale_rows(float (&acc)[2][8][4], const int (&rbs)[2], const float* 
     }
 }
 
-// ---- 1. Δ (dtv) and cs2 = log2(e) · inclusive cumsum of Δ·A within the chunk; (B, H, Lp), padding Δ = 0.
-// Grid (nc, H, B), kQ threads, smem kQ floats.
+// ---- 1. Δ (dtv) and the inclusive cumsum of Δ·A·log2(e) within the chunk, accumulated in double and stored as
+// the double-float cs2 + csl; (B, H, Lp), padding Δ = 0. Grid (nc, H, B), kQ threads, smem kQ doubles.
 template <typename T>
-__global__ void __launch_bounds__(kQ) dt_cumsum_kernel(SsdArgs a, Dims d, float* dtv, float* cs2) {
-  float* sc = reinterpret_cast<float*>(dynamic_smem());
+__global__ void __launch_bounds__(kQ) dt_cumsum_kernel(SsdArgs a, Dims d, float* dtv, float* cs2, float* csl) {
+  double* sc = reinterpret_cast<double*>(dynamic_smem());
   const int t = int(threadIdx.x);
   const int64_t c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, tok = c * kQ + t;
   float delta = 0.f;
   if (tok < d.L) delta = head_scale(a, h) * dt_clamped(a, raw_dt<T>(a, b, tok, h), h);
-  sc[t] = delta * a.A[h] * kLog2e;
+  sc[t] = double(delta) * double(a.A[h]) * 1.4426950408889634;
   __syncthreads();
   for (int off = 1; off < kQ; off <<= 1) {
-    const float add = t >= off ? sc[t - off] : 0.f;
+    const double add = t >= off ? sc[t - off] : 0.0;
     __syncthreads();
     sc[t] += add;
     __syncthreads();
   }
   const int64_t o = (b * d.H + h) * d.Lp + tok;
+  const float hi = float(sc[t]);
   dtv[o] = delta;
-  cs2[o] = sc[t];
+  cs2[o] = hi;
+  csl[o] = float(sc[t] - double(hi));
 }
 
 // ---- 2. CB[b,c,g] (kQ × kQ, fp32) = C·Bᵀ over the chunk, 64 × 64 blocks (i, j) with j <= i.
 // Grid (10, nc, B·G), 128 threads (warp w: rows 16w..16w+15 of the block).
 template <typename T>
-__global__ void __launch_bounds__(128) cb_kernel(SsdArgs a, Dims d, float* cb) {
+__global__ void __launch_bounds__(128, 4) cb_kernel(SsdArgs a, Dims d, float* cb) {
   constexpr int LD = ld_of<T>(64);
   T* As = reinterpret_cast<T*>(dynamic_smem());
   T* Bs = As + 64 * LD;
@@ -121,7 +123,8 @@ __global__ void __launch_bounds__(128) cb_kernel(SsdArgs a, Dims d, float* cb) {
 // ---- 3. Chunk states out[b,c,h] (P × N, fp32) = Σ_s w_s · u_s ⊗ v_s over the chunk:
 //   forward (kRev = false): u = x, v = B, w_s = exp(cs_end − cs_s)·Δ_s           (S_c)
 //   backward (kRev = true): u = dy, v = C, w_t = exp(cs_t)                       (R_c = ∂L/∂S_in[c] via y)
-// Grid (nc, H, B), 256 threads: warp w owns p rows 16·(w%4).. and n columns (w/4)·N/2 ...
+// Grid (nc, H, B), 256 threads: warp w owns p rows 16·(w%4).. and n columns (w/4)·N/2 ... Per block of 64
+// tokens, u (scaled by w) and v are copied as [s][p] and [s][n] tiles; the product reads both transposed.
 struct StateSrc {
   const void* u;
   int64_t u_sb, u_sl, u_sh;
@@ -131,21 +134,22 @@ struct StateSrc {
 
 template <typename T, int N>
 constexpr size_t chunk_state_smem() {
-  return size_t(64 + N) * ld_of<T>(64) * sizeof(T) + kQ * sizeof(float);
+  return (size_t(64) * ld_of<T>(64) + size_t(64) * ld_of<T>(N)) * sizeof(T) + kQ * sizeof(float);
 }
 
 template <typename T, int N, bool kRev>
-__global__ void __launch_bounds__(256) chunk_state_kernel(StateSrc s, Dims d, const float* dtv, const float* cs2,
-                                                          float* out) {
-  constexpr int LD = ld_of<T>(64), NI = N / 16;
-  T* As = reinterpret_cast<T*>(dynamic_smem());  // [p][s]
-  T* Bs = As + 64 * LD;                            // [n][s]
-  float* wr = reinterpret_cast<float*>(Bs + N * LD);
+__global__ void __launch_bounds__(256, 2) chunk_state_kernel(StateSrc s, Dims d, const float* dtv, const float* cs2,
+                                                             const float* csl, float* out) {
+  constexpr int LA = ld_of<T>(64), LB = ld_of<T>(N), NI = N / 16;
+  T* As = reinterpret_cast<T*>(dynamic_smem());  // u [s][p]
+  T* Bs = As + 64 * LA;                            // v [s][n]
+  float* wr = reinterpret_cast<float*>(Bs + 64 * LB);
   const int64_t c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / d.hpg;
   const int64_t base = (b * d.H + h) * d.Lp + c * kQ;
-  const float cend = cs2[base + kQ - 1];
+  const float ceh = cs2[base + kQ - 1], cel = csl[base + kQ - 1];
   for (int t = int(threadIdx.x); t < kQ; t += int(blockDim.x))
-    wr[t] = kRev ? fast_exp2(cs2[base + t]) : fast_exp2(cend - cs2[base + t]) * dtv[base + t];
+    wr[t] = kRev ? fast_exp2(cs2[base + t] + csl[base + t])
+                 : dexp2(ceh, cel, cs2[base + t], csl[base + t]) * dtv[base + t];
   __syncthreads();
   const int rv = int(std::min<int64_t>(kQ, d.L - c * kQ));
   const int w = warp_id(), rb = w & 3, half = w >> 2;
@@ -155,15 +159,110 @@ __global__ void __launch_bounds__(256) chunk_state_kernel(StateSrc s, Dims d, co
   const T* v0 = static_cast<const T*>(s.v) + b * s.v_sb + g * s.v_sg + c * kQ * s.v_sl;
   for (int sb = 0; sb < 4 && 64 * sb < rv; ++sb) {
     const float* wsb = wr + 64 * sb;
-    stage<true>(As, LD, u0 + 64 * sb * s.u_sl, s.u_sl, 64, 64, rv - 64 * sb,
-                [&](int r, int, float v) { return v * wsb[r]; });
-    stage<true>(Bs, LD, v0 + 64 * sb * s.v_sl, s.v_sl, 64, N, rv - 64 * sb, Identity{});
+    stage<false>(As, LA, u0 + 64 * sb * s.u_sl, s.u_sl, 64, 64, rv - 64 * sb,
+                 [&](int r, int, float v) { return v * wsb[r]; });
+    stage<false>(Bs, LB, v0 + 64 * sb * s.v_sl, s.v_sl, 64, N, rv - 64 * sb, Identity{});
     __syncthreads();
-    warp_mma<T, NI>(acc, As + 16 * rb * LD, LD, Bs + half * (N / 2) * LD, LD, 4);
+    warp_mma<T, NI, true, true>(acc, As + 16 * rb, LA, Bs + half * (N / 2), LB, 4);
     __syncthreads();
   }
   float* o = out + ((b * d.nc + c) * d.H + h) * int64_t(kP) * N;
   store_acc(o, N, 16 * rb, half * (N / 2), acc, 64);
+}
+
+// bf16 chunk states with asynchronous copies: per half chunk (128 tokens) the raw u and v tiles arrive in one
+// round trip (cp.async), and w_s is applied to the A fragments (uᵀ, read transposed) in registers, with the same
+// single rounding to bf16 as chunk_state_kernel. Smem 53 KB (N = 128) / 86 KB (N = 256).
+template <int N>
+constexpr size_t chunk_state_async_smem() {
+  return size_t(128) * (72 + N + 8) * sizeof(bf16) + kQ * sizeof(float);
+}
+
+template <int N, bool kRev>
+__global__ void __launch_bounds__(256, 2) chunk_state_async_kernel(StateSrc s, Dims d, const float* dtv,
+                                                                   const float* cs2, const float* csl, float* out) {
+  constexpr int LA = 72, LB = N + 8, NI = N / 16;
+  bf16* Xb = reinterpret_cast<bf16*>(dynamic_smem());  // u [s][p]
+  bf16* Bb = Xb + 128 * LA;                             // v [s][n]
+  float* wr = reinterpret_cast<float*>(Bb + 128 * LB);
+  const int64_t c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / d.hpg;
+  const int64_t base = (b * d.H + h) * d.Lp + c * kQ;
+  const float ceh = cs2[base + kQ - 1], cel = csl[base + kQ - 1];
+  for (int t = int(threadIdx.x); t < kQ; t += int(blockDim.x))
+    wr[t] = kRev ? fast_exp2(cs2[base + t] + csl[base + t])
+                 : dexp2(ceh, cel, cs2[base + t], csl[base + t]) * dtv[base + t];
+  const int rv = int(std::min<int64_t>(kQ, d.L - c * kQ));
+  const int w = warp_id(), rb = w & 3, half = w >> 2, l = lane_id(), q = l & 3, mi = l >> 3, r = l & 7;
+  float acc[NI][4];
+  zero_acc(acc);
+  const bf16* u0 = static_cast<const bf16*>(s.u) + b * s.u_sb + h * s.u_sh + c * kQ * s.u_sl;
+  const bf16* v0 = static_cast<const bf16*>(s.v) + b * s.v_sb + g * s.v_sg + c * kQ * s.v_sl;
+  const bf16* pa = Xb + ((mi >> 1) * 8 + r) * LA + 16 * rb + (mi & 1) * 8;       // Aᵀ: rows s, columns p
+  const bf16* pb = Bb + ((mi & 1) * 8 + r) * LB + half * (N / 2) + (mi >> 1) * 8;  // B: rows s, columns n
+  for (int hb = 0; hb < 2 && 128 * hb < rv; ++hb) {
+    copy_async(Xb, LA, u0 + 128 * hb * s.u_sl, s.u_sl, 128, 64, rv - 128 * hb);
+    copy_async(Bb, LB, v0 + 128 * hb * s.v_sl, s.v_sl, 128, N, rv - 128 * hb);
+    cp_async_commit();
+    cp_async_wait_all();
+    __syncthreads();
+    for (int ks = 0; ks < 8; ++ks) {
+      uint32_t a[4];
+      ldsm_x4<true>(a, pa + ks * 16 * LA);
+      const float* wk = wr + 128 * hb + 16 * ks + 2 * q;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const float* wi = wk + (i >> 1) * 8;
+        a[i] = pack_bf16(bf16_lo(a[i]) * wi[0], bf16_hi(a[i]) * wi[1]);
+      }
+#pragma unroll
+      for (int j = 0; j < NI; j += 2) {
+        uint32_t bb[4];
+        ldsm_x4<true>(bb, pb + ks * 16 * LB + (j / 2) * 16);
+        const uint32_t b0[2] = {bb[0], bb[1]}, b1[2] = {bb[2], bb[3]};
+        mma_bf16(acc[j], a, b0);
+        mma_bf16(acc[j + 1], a, b1);
+      }
+    }
+    __syncthreads();
+  }
+  float* o = out + ((b * d.nc + c) * d.H + h) * int64_t(kP) * N;
+  store_acc(o, N, 16 * rb, half * (N / 2), acc, 64);
+}
+
+// acc (16 × 8·NI) += A · B with A bf16 in shared memory [m][k] (lda) and B(k, n) = Bf[n·ldb + k] fp32 in shared
+// memory, rounded to bf16 pairs as the fragments are formed (ldb ≡ 8 mod 32 keeps the 8-byte loads conflict-free).
+template <int NI>
+MX_DEV void warp_mma_bf32(float (&acc)[NI][4], const bf16* As, int lda, const float* Bf, int ldb, int kb) {
+  const int l = lane_id(), g = l >> 2, q = l & 3, mi = l >> 3, r = l & 7;
+  const bf16* pa = As + ((mi & 1) * 8 + r) * lda + (mi >> 1) * 8;
+  for (int ks = 0; ks < kb; ++ks) {
+    uint32_t a[4];
+    ldsm_x4<false>(a, pa + 16 * ks);
+#pragma unroll
+    for (int j = 0; j < NI; ++j) {
+      const float* bp = Bf + (8 * j + g) * ldb + 16 * ks + 2 * q;
+      const uint32_t bb[2] = {frag_f32(bp), frag_f32(bp + 8)};
+      mma_bf16(acc[j], a, bb);
+    }
+  }
+}
+
+// acc[k] (the warp's row blocks rbs[k] of a 256-row chunk tile, 64 columns p) += Σ_n A[t][n]·S[p][n]: A bf16
+// rows of the chunk in global memory (row stride lda, rows >= rv zero), S fp32 (64 × N, contiguous). Per block of
+// 64 n: one round trip of cp.async into Ab (bf16 [256][72]) and Sf (fp32 [64][72]).
+template <int N>
+MX_DEV void cs_term_async(float (&acc)[2][8][4], const int (&rbs)[2], const bf16* A, int64_t lda, int rv,
+                          const float* S, bf16* Ab, float* Sf) {
+  for (int nb = 0; nb < N; nb += 64) {
+    copy_async(Ab, 72, A + nb, lda, kQ, 64, rv);
+    copy_async(Sf, 72, S + nb, N, kP, 64, kP);
+    cp_async_commit();
+    cp_async_wait_all();
+    __syncthreads();
+#pragma unroll
+    for (int k = 0; k < 2; ++k) warp_mma_bf32<8>(acc[k], Ab + 16 * rbs[k] * 72, 72, Sf, 72, 4);
+    __syncthreads();
+  }
 }
 
 // ---- 4. State passing over S (B, nc, H, P, N), in place, 4 elements per thread, grid (P·N/1024, H, B):
@@ -173,13 +272,15 @@ __global__ void __launch_bounds__(256) chunk_state_kernel(StateSrc s, Dims d, co
 //             decay of the state passing).
 template <bool kRev>
 __global__ void __launch_bounds__(256) state_pass_kernel(Dims d, float* S, const float* hin, float* hout,
-                                                         const float* cs2, const float* Sin, float* dcs_sp) {
+                                                         const float* cs2, const float* csl, const float* Sin,
+                                                         float* dcs_sp) {
   const int64_t PN = kP * d.N;
   const int64_t e = (int64_t(blockIdx.x) * 256 + threadIdx.x) * 4;
   const int64_t h = blockIdx.y, b = blockIdx.z, bh = b * d.H + h;
   float run[4] = {0.f, 0.f, 0.f, 0.f};
   if (hin) load4(hin + bh * PN + e, run);
   const float* csend = cs2 + bh * d.Lp + kQ - 1;
+  const float* cslend = csl + bh * d.Lp + kQ - 1;
   const int64_t cstride = d.H * PN;
   float* Sb = S + (b * d.nc * d.H + h) * PN + e;
   const float* Sib = Sin ? Sin + (b * d.nc * d.H + h) * PN + e : nullptr;
@@ -193,7 +294,7 @@ __global__ void __launch_bounds__(256) state_pass_kernel(Dims d, float* S, const
         const int64_t c = kRev ? d.nc - 1 - (k0 + u) : k0 + u;
         load4(Sb + c * cstride, v[u]);
         if (kRev) load4(Sib + c * cstride, si[u]);
-        dec[u] = fast_exp2(csend[c * kQ]);
+        dec[u] = fast_exp2(csend[c * kQ] + cslend[c * kQ]);
       }
     }
 #pragma unroll
@@ -224,26 +325,42 @@ cudaError_t set_smem(K kernel, size_t bytes) {
   return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
 }
 
+// Chunk states (forward: x, B; backward: dy, C) into out: the async kernel for bf16, the staged one for fp32.
+template <typename T, int N, bool kRev>
+cudaError_t launch_chunk_state(const StateSrc& src, const Dims& d, const FwdWs& w, float* out, cudaStream_t st) {
+  const dim3 grid(unsigned(d.nc), unsigned(d.H), unsigned(d.B));
+  cudaError_t err = cudaSuccess;
+  if constexpr (std::is_same_v<T, bf16>) {
+    auto k = chunk_state_async_kernel<N, kRev>;
+    const size_t sm = chunk_state_async_smem<N>();
+    if ((err = set_smem(k, sm)) != cudaSuccess) return err;
+    MX_LAUNCH(k, grid, dim3(256), sm, st, src, d, w.dtv, w.cs2, w.csl, out);
+  } else {
+    auto k = chunk_state_kernel<T, N, kRev>;
+    const size_t sm = chunk_state_smem<T, N>();
+    if ((err = set_smem(k, sm)) != cudaSuccess) return err;
+    MX_LAUNCH(k, grid, dim3(256), sm, st, src, d, w.dtv, w.cs2, w.csl, out);
+  }
+  return cudaGetLastError();
+}
+
 // Stages 1–4 of the forward: fills w.dtv, w.cs2, w.cb and w.S (= S_in per chunk); hT (or null) gets the final
 // state.
 template <typename T, int N>
 cudaError_t launch_prefix(const SsdArgs& a, const Dims& d, const FwdWs& w, float* hT, cudaStream_t st) {
   const unsigned nc = unsigned(d.nc), H = unsigned(d.H), B = unsigned(d.B);
   auto k1 = dt_cumsum_kernel<T>;
-  MX_LAUNCH(k1, dim3(nc, H, B), dim3(kQ), kQ * sizeof(float), st, a, d, w.dtv, w.cs2);
+  MX_LAUNCH(k1, dim3(nc, H, B), dim3(kQ), kQ * sizeof(double), st, a, d, w.dtv, w.cs2, w.csl);
   mark("dt_cumsum", st);
   auto k2 = cb_kernel<T>;
   MX_LAUNCH(k2, dim3(10, nc, unsigned(d.B * d.G)), dim3(128), 2 * 64 * ld_of<T>(64) * sizeof(T), st, a, d, w.cb);
   mark("cb", st);
-  auto k3 = chunk_state_kernel<T, N, false>;
-  const size_t sm3 = chunk_state_smem<T, N>();
-  cudaError_t err = set_smem(k3, sm3);
-  if (err != cudaSuccess) return err;
   const StateSrc src{a.x, a.x_sb, a.x_sl, a.x_sh, a.Bm, a.B_sb, a.B_sl, a.B_sg};
-  MX_LAUNCH(k3, dim3(nc, H, B), dim3(256), sm3, st, src, d, w.dtv, w.cs2, w.S);
+  cudaError_t err = launch_chunk_state<T, N, false>(src, d, w, w.S, st);
+  if (err != cudaSuccess) return err;
   mark("chunk_state", st);
   auto k4 = state_pass_kernel<false>;
-  MX_LAUNCH(k4, dim3(unsigned(kP * d.N / 1024), H, B), dim3(256), 0, st, d, w.S, a.h0, hT, w.cs2,
+  MX_LAUNCH(k4, dim3(unsigned(kP * d.N / 1024), H, B), dim3(256), 0, st, d, w.S, a.h0, hT, w.cs2, w.csl,
             static_cast<const float*>(nullptr), static_cast<float*>(nullptr));
   mark("state_pass", st);
   return cudaGetLastError();

@@ -130,6 +130,14 @@ std::vector<double> window_weights(const CalibrationSet& set, const std::vector<
   return wts;
 }
 
+// A scale that does not fit the model's dtype (a perturbation that overflowed float32) cannot be evaluated:
+// the objective is then NaN, which the optimisers record as a skipped iteration, rather than an error.
+bool representable(const DtScales& scales) {
+  for (const auto& t : scales.per_layer)
+    if (!at::isfinite(t).all().item<bool>()) return false;
+  return true;
+}
+
 std::vector<int64_t> all_or(const std::vector<int64_t>& idx, size_t n) {
   if (!idx.empty()) return idx;
   std::vector<int64_t> all(n);
@@ -157,6 +165,7 @@ double calibration_nll(const MambaLM& model, const DtScales& scales, const Calib
                        const std::vector<int64_t>& idx_in, int64_t segment_len, int64_t batch) {
   const auto idx = all_or(idx_in, set.windows.size());
   if (idx.empty()) throw UsageError("calibration objective: no windows");
+  if (!representable(scales)) return std::numeric_limits<double>::quiet_NaN();
   const int64_t b = batch > 0 ? batch : std::max<int64_t>(1, segment_len / std::max<int64_t>(1, set.length));
   double sum = 0, sum_means = 0;
   int64_t tokens = 0;
@@ -182,6 +191,11 @@ double nll_and_grad(const MambaLM& model, const std::vector<double>& s, const Sc
   if (idx.empty()) throw UsageError("calibration gradient: no windows");
   const auto sd = model.state_dtype();
   std::vector<at::Tensor> leaves;
+  const DtScales plain = to_dt_scales(s, layout, base, sd);
+  if (!representable(plain)) {
+    grad.assign(static_cast<size_t>(layout.size()), 0.0);
+    return std::numeric_limits<double>::quiet_NaN();
+  }
   for (const auto& t : to_dt_scales(s, layout, DtScales{}, sd).per_layer)
     leaves.push_back(t.to(model.options().device).detach().requires_grad_(true));  // (w)
   DtScales base_dev;

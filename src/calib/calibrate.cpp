@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <ctime>
 #include <fstream>
@@ -27,6 +28,7 @@
 #include "mambaextend/factors.h"
 #include "mambaextend/io.h"
 #include "mambaextend/log.h"
+#include "mambaextend/passkey.h"
 #include "mambaextend/tokenizer.h"
 
 namespace mx {
@@ -93,9 +95,8 @@ void check_options(const CalibrateOptions& o) {
   if (o.method != "zo" && o.method != "bp") throw UsageError("--method '" + o.method + "' must be zo or bp");
   if (o.granularity != "layer" && o.granularity != "channel")
     throw UsageError("--granularity '" + o.granularity + "' must be layer or channel");
-  if (o.objective == "passkey")
-    throw UsageError("--objective passkey is not implemented for calibrate yet; use nll (default) or ppl");
-  if (o.objective != "nll" && o.objective != "ppl") throw UsageError("--objective '" + o.objective + "' must be nll or ppl");
+  if (o.objective != "nll" && o.objective != "ppl" && o.objective != "passkey")
+    throw UsageError("--objective '" + o.objective + "' must be nll, ppl or passkey");
   if (o.length < 2) throw UsageError(fmt::format("--length {} must be at least 2 tokens", o.length));
   if (o.samples < 1) throw UsageError(fmt::format("--samples {} must be at least 1 (the number of calibration windows)", o.samples));
   if (o.segment_len < 1) throw UsageError(fmt::format("--segment-len {} must be at least 1", o.segment_len));
@@ -164,6 +165,10 @@ CalibrationSet sample_calibration_set(const std::vector<TokenizedDocument>& docs
 }
 
 CalibrateResult run_calibration(const CalibrateOptions& o) {
+  using Clock = std::chrono::steady_clock;
+  const auto t_start = Clock::now();
+  auto since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
+  CalibrateResult res;
   check_options(o);
   const Protocol protocol = parse_protocol(o.protocol);
   const Checkpoint ck = load_checkpoint(o.model_dir);
@@ -182,7 +187,12 @@ CalibrateResult run_calibration(const CalibrateOptions& o) {
   const auto texts = read_corpus(o.data);
   const std::string data_sha = data_sha256(o.data, texts);
   const auto docs = tokenize_corpus(o.data, tok, o.cache_dir);
-  const CalibrationSet set = sample_calibration_set(docs, protocol, o.length, o.samples, o.pred_len, o.seed);
+  // passkey (passkey.h): CE on key + EOS of generated samples with context L, haystack = --data's train split
+  // minus the evaluation split's sentences; windows differ in length by a token or two, so one per forward.
+  const bool passkey = o.objective == "passkey";
+  const CalibrationSet set = passkey ? passkey_calibration_set(o.data, tok, o.length, o.samples, o.seed)
+                                     : sample_calibration_set(docs, protocol, o.length, o.samples, o.pred_len, o.seed);
+  const int64_t eval_batch = passkey ? 1 : o.eval_batch;
   std::set<std::string> used_docs;
   json windows = json::array();
   for (const auto& w : set.windows) {
@@ -198,7 +208,7 @@ CalibrateResult run_calibration(const CalibrateOptions& o) {
   const bool ppl = o.objective == "ppl";
   const auto sd = model.state_dtype();
   auto objective = [&](const std::vector<double>& s) {
-    const double nll = calibration_nll(model, to_dt_scales(s, lay, o.base, sd), set, {}, o.segment_len, o.eval_batch);
+    const double nll = calibration_nll(model, to_dt_scales(s, lay, o.base, sd), set, {}, o.segment_len, eval_batch);
     return ppl ? std::exp(nll) : nll;
   };
 
@@ -250,7 +260,9 @@ CalibrateResult run_calibration(const CalibrateOptions& o) {
   } else {
     if (o.resume) log::warn(fmt::format("--resume: no state file {}; starting from the beginning", state_path.string()));
     else if (fs::exists(state_path)) log::warn(fmt::format("replacing the state file {} of an earlier run", state_path.string()));
+    const auto t0 = Clock::now();
     const double f0 = objective(s0);
+    res.initial_objective_seconds = since(t0);
     log::info(fmt::format("initial objective ({}) on the calibration set: {:.6f}", o.objective, f0));
     state = {{"format", kStateFormat}, {"fingerprint", fingerprint}, {"initial_objective", num(f0)},
              {"optimizer", o.method == "zo" ? spsa_init(s0, f0, o.seed) : adam_init(s0, o.samples, o.seed, o.adam)}};
@@ -259,9 +271,12 @@ CalibrateResult run_calibration(const CalibrateOptions& o) {
 
   int64_t done_this_run = 0;
   bool stopped = false;
+  auto t_iter = Clock::now();
   const CheckpointFn checkpoint = [&](const json& opt) {
     state["optimizer"] = opt;
     write_file_atomic(state_path, state.dump() + "\n");
+    res.iteration_seconds.push_back(since(t_iter));
+    t_iter = Clock::now();
     ++done_this_run;
     if (o.max_iterations_this_run >= 0 && done_this_run >= o.max_iterations_this_run) {
       stopped = true;
@@ -284,8 +299,8 @@ CalibrateResult run_calibration(const CalibrateOptions& o) {
       }, aopt, opt, checkpoint);
     }
   }
-  CalibrateResult res;
   if (stopped && opt.at("iter").get<int64_t>() < total_iters) {
+    res.seconds = since(t_start);
     log::info(fmt::format("stopped after iteration {} of {} (state in {}; continue with --resume)",
                           opt.at("iter").get<int64_t>(), total_iters, state_path.string()));
     return res;
@@ -322,6 +337,7 @@ CalibrateResult run_calibration(const CalibrateOptions& o) {
   fs::remove(state_path, ec);
   res.factors = std::move(f);
   res.complete = true;
+  res.seconds = since(t_start);
   return res;
 }
 

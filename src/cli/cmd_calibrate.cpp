@@ -5,6 +5,7 @@
 // summary table on stdout, the factors file (--out, JSON, written atomically) and, while running, the resume
 // state "<out>.state.json" (--resume continues a killed run with the same flags).
 #include <fmt/format.h>
+#include <sys/resource.h>
 
 #include <cmath>
 #include <fstream>
@@ -17,6 +18,9 @@
 #include "mambaextend/calibrate.h"
 #include "mambaextend/error.h"
 #include "mambaextend/log.h"
+#ifdef MX_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
 
 namespace mx::cli {
 
@@ -97,6 +101,21 @@ void run(CalibrateArgs& a) {
   o.spsa.iterations = a.iterations;
   o.adam.steps = a.iterations;
   const auto res = run_calibration(o);
+  // Timing and peak memory of this process (stderr only: the factors file does not depend on the machine).
+  double iter_sum = 0;
+  for (double x : res.iteration_seconds) iter_sum += x;
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  double cuda_peak_mb = 0;
+#ifdef MX_WITH_CUDA
+  if (o.device == "cuda")
+    cuda_peak_mb = c10::cuda::CUDACachingAllocator::getDeviceStats(0).allocated_bytes[0].peak / 1048576.0;
+#endif
+  log::info(fmt::format("timing: total {:.3f} s, initial objective {:.3f} s, {} iteration(s) in {:.3f} s ({:.3f} s each); "
+                        "peak RSS {:.0f} MB, peak CUDA memory {:.0f} MB",
+                        res.seconds, res.initial_objective_seconds, res.iteration_seconds.size(), iter_sum,
+                        res.iteration_seconds.empty() ? 0.0 : iter_sum / static_cast<double>(res.iteration_seconds.size()),
+                        ru.ru_maxrss / 1024.0, cuda_peak_mb));
   if (!res.complete) return;
   print_summary(res.factors);
   log::info("factors written to " + o.out);
@@ -121,7 +140,8 @@ void register_calibrate(CLI::App& app) {
       ->capture_default_str()->check(CLI::IsMember({"layer", "channel"}));
   add("samples", o.samples, "calibration windows")->capture_default_str();
   add("iterations", a->iterations, "SPSA iterations K / Adam steps")->capture_default_str();
-  add("objective", o.objective, "nll (mean NLL) | ppl (exp of it, the paper's choice) | passkey (not implemented)")
+  add("objective", o.objective, "nll (mean NLL) | ppl (exp of it, the paper's choice) | passkey (CE on key + EOS of "
+      "passkey samples of context --length; haystack: --data's train split minus its test split)")
       ->capture_default_str();
   add("seed", o.seed, "seed of the windows, the perturbations and the batches")->capture_default_str();
   add("init", o.init_factors, "start from the scales of a factors file (or a bare JSON list) instead of ones");

@@ -108,37 +108,45 @@ std::string utc_now() {
 }
 
 void print_tables(const PasskeyReport& rep, const std::string& model_name) {
-  const auto json = passkey_report_json(rep);
   fmt::print("passkey  model {}  {} samples per cell  seed {}\n", model_name, rep.options.samples, rep.options.seed);
-  for (int rule = 0; rule < 2; ++rule) {
-    fmt::print("\n{} rule (success %, rows: needle depth, columns: context length)\n", rule == 0 ? "published" : "strict");
+  // rule 0: published, 1: strict (success %), 2: teacher-forced answer NLL (nats/token)
+  auto value = [](const PasskeyCell& c, int rule) {
+    if (rule == 2) return c.answer_nll;
+    if (rule == 3) return c.control_nll - c.answer_nll;
+    return 100.0 * static_cast<double>(rule == 0 ? c.published : c.strict) / static_cast<double>(c.samples);
+  };
+  const char* titles[] = {"published rule (success %", "strict rule (success %",
+                          "answer NLL (teacher-forced nats/token of key + EOS",
+                          "retrieval margin (control-key NLL - answer NLL, nats/token; > 0: prefers the shown key"};
+  for (int rule = 0; rule < 4; ++rule) {
+    fmt::print("\n{}, rows: needle depth, columns: context length)\n", titles[rule]);
     fmt::print("{:>7}", "depth");
     for (int64_t L : rep.options.lengths) fmt::print(" {:>7}", L);
     fmt::print(" {:>7}\n", "mean");
+    auto row_mean = [&](auto keep) {
+      double sum = 0;
+      int64_t n = 0;
+      for (const auto& c : rep.cells)
+        if (keep(c)) {
+          sum += value(c, rule) * static_cast<double>(c.samples);
+          n += c.samples;
+        }
+      return n ? sum / static_cast<double>(n) : 0.0;
+    };
+    const std::string cell_fmt = rule >= 2 ? " {:>7.3f}" : " {:>6.0f}%", mean_fmt = rule >= 2 ? " {:>7.3f}" : " {:>6.1f}%";
     for (double d : rep.options.depths) {
       fmt::print("{:>7g}", d);
-      int64_t n = 0, k = 0;
       for (int64_t L : rep.options.lengths)
         for (const auto& c : rep.cells)
-          if (c.length == L && c.depth == d) {
-            const int64_t hits = rule == 0 ? c.published : c.strict;
-            fmt::print(" {:>6.0f}%", 100.0 * static_cast<double>(hits) / static_cast<double>(c.samples));
-            n += c.samples;
-            k += hits;
-          }
-      fmt::print(" {:>6.1f}%\n", n ? 100.0 * static_cast<double>(k) / static_cast<double>(n) : 0.0);
+          if (c.length == L && c.depth == d) fmt::print(fmt::runtime(cell_fmt), value(c, rule));
+      fmt::print(fmt::runtime(mean_fmt), row_mean([&](const PasskeyCell& c) { return c.depth == d; }));
+      fmt::print("\n");
     }
     fmt::print("{:>7}", "mean");
-    for (int64_t L : rep.options.lengths) {
-      int64_t n = 0, k = 0;
-      for (const auto& c : rep.cells)
-        if (c.length == L) {
-          n += c.samples;
-          k += rule == 0 ? c.published : c.strict;
-        }
-      fmt::print(" {:>6.1f}%", n ? 100.0 * static_cast<double>(k) / static_cast<double>(n) : 0.0);
-    }
-    fmt::print(" {:>6.1f}%\n", 100.0 * json["score"][rule == 0 ? "published" : "strict"].get<double>());
+    for (int64_t L : rep.options.lengths)
+      fmt::print(fmt::runtime(mean_fmt), row_mean([&](const PasskeyCell& c) { return c.length == L; }));
+    fmt::print(fmt::runtime(mean_fmt), row_mean([](const PasskeyCell&) { return true; }));
+    fmt::print("\n");
   }
   std::fflush(stdout);
 }
@@ -189,9 +197,10 @@ void run_passkey(const PasskeyArgs& a) {
     std::string shown = r.output;
     for (auto& c : shown)
       if (c == '\n') c = ' ';
-    log::info(fmt::format("[{}/{}] L={} depth={:g} key={} needle@{} -> \"{}\" published:{} strict:{} ({:.1f} s)", done,
-                          total, r.sample.length, r.sample.depth, r.sample.key, r.sample.needle_offset, shown,
-                          r.success_published ? "yes" : "no", r.success_strict ? "yes" : "no", r.seconds));
+    log::info(fmt::format("[{}/{}] L={} depth={:g} key={} needle@{} -> \"{}\" published:{} strict:{} answer-NLL {:.3f} "
+                          "(control {:.3f}) ({:.1f} s)", done, total, r.sample.length, r.sample.depth, r.sample.key,
+                          r.sample.needle_offset, shown, r.success_published ? "yes" : "no",
+                          r.success_strict ? "yes" : "no", r.answer_nll, r.control_nll, r.seconds));
   });
   const std::string model_name =
       fs::path(a.model).filename().string().empty() ? a.model : fs::path(a.model).filename().string();

@@ -1,6 +1,7 @@
 // Passkey retrieval (passkey.h, method.md §4): sentence splitting, the haystack pool, the seeded sample
 // generator (needle band, exact context length, key split), the two success rules, the evaluation grid with
-// greedy decoding, its JSON, and the training windows of the `passkey` calibration objective.
+// greedy decoding and teacher-forced answer / control-key NLLs, its JSON, and the training windows and data-split
+// rule of the `passkey` calibration objective.
 // The heatmap SVG is in passkey_heatmap.cpp.
 // Reference: BABILong's SentenceSampler / NoiseInjectionDataset as used by DeciMamba and MambaExtend
 // (PasskeyRetrieval/finetune_ssm.py, get_data_loaders_babilong, pct_delta = 0.1, run_niah_evaluator).
@@ -9,6 +10,7 @@
 #include "mambaextend/passkey.h"
 
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -108,6 +110,23 @@ void split_paragraph(const std::string& p, std::vector<std::string>& out) {
 }
 
 std::string json_depth_key(double d) { return fmt::format("{:g}", d); }
+
+// Mean −log p of `answer` fed after the prompt (teacher forcing) from a copy of the prefilled state; `logits` (V)
+// are the prompt's last. In fp64 over all V_pad logits, as windows_nll.
+double answer_nll(const MambaLM& model, const DtScales& scales, at::Tensor logits, const State& prefilled,
+                  const std::vector<int64_t>& answer) {
+  at::NoGradGuard no_grad;
+  State st;
+  for (const auto& l : prefilled.layers) st.layers.push_back({l.conv.clone(), l.ssm.clone()});
+  const auto id_opts = at::TensorOptions().dtype(at::kLong).device(model.options().device);
+  double sum = 0;
+  for (size_t k = 0; k < answer.size(); ++k) {
+    const auto l = logits.to(at::kDouble);  // (V)
+    sum += at::logsumexp(l, 0).item<double>() - l[answer[k]].item<double>();
+    if (k + 1 < answer.size()) logits = model.step(at::full({1}, answer[k], id_opts), st, scales).reshape({-1});
+  }
+  return sum / static_cast<double>(answer.size());
+}
 
 }  // namespace
 
@@ -245,6 +264,13 @@ PasskeySample make_passkey_sample(const Tokenizer& tok, const SentencePool& pool
     s.prompt.insert(s.prompt.end(), a.begin(), a.end());
     s.answer = encode64(tok, std::to_string(s.key));
     s.answer.push_back(0);  // EOS
+    // The control key is drawn last (the sample above does not depend on it) and has as many tokens as the key,
+    // so that the two answers' mean NLLs compare like with like.
+    for (int tries = 0;; ++tries) {
+      s.control_key = draw_key(rng, split);
+      if (s.control_key == s.key) continue;
+      if (tries >= 1000 || encode64(tok, std::to_string(s.control_key)).size() + 1 == s.answer.size()) break;
+    }
     return s;
   }
   throw DataError(fmt::format("passkey: {} haystacks of {} tokens had no sentence boundary in the needle band "
@@ -311,7 +337,13 @@ PasskeyReport evaluate_passkey(const MambaLM& model, const DtScales& scales, con
     PasskeyResult r;
     r.sample = std::move(samples[n]);
     const auto t0 = std::chrono::steady_clock::now();
-    r.output_ids = generate(model, scales, r.sample.prompt, g).tokens;
+    State state;
+    const at::Tensor logits = prefill(model, scales, r.sample.prompt, g.segment_len, state);  // (V_pad)
+    r.answer_nll = answer_nll(model, scales, logits, state, r.sample.answer);
+    auto control = encode64(tok, std::to_string(r.sample.control_key));
+    control.push_back(0);
+    r.control_nll = answer_nll(model, scales, logits, state, control);
+    r.output_ids = decode(model, scales, logits, state, g).tokens;
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     r.output = tok.decode(std::vector<uint32_t>(r.output_ids.begin(), r.output_ids.end()));
     r.success_published = passkey_success_published(r.output, r.sample.key);
@@ -322,6 +354,8 @@ PasskeyReport evaluate_passkey(const MambaLM& model, const DtScales& scales, con
     ++c.samples;
     c.published += r.success_published ? 1 : 0;
     c.strict += r.success_strict ? 1 : 0;
+    c.answer_nll += (r.answer_nll - c.answer_nll) / static_cast<double>(c.samples);  // running means
+    c.control_nll += (r.control_nll - c.control_nll) / static_cast<double>(c.samples);
     c.seconds += r.seconds;
     rep.results.push_back(std::move(r));
     if (progress) progress(static_cast<int64_t>(n) + 1, total, rep.results.back());
@@ -349,17 +383,25 @@ nlohmann::json passkey_protocol_json() {
       {"decoding", "greedy, at most 10 new tokens, stop at EOS (id 0); the Δ scales apply in prefill and decode"},
       {"success_published", "str(K) in output.split('<|endoftext|>')[0].split(' ')"},
       {"success_strict", "the first run of digits of output.split('<|endoftext|>')[0] equals str(K)"},
+      {"answer_nll", "teacher-forced mean cross-entropy (nats/token) of tok(str(K)) + EOS after the prompt, over "
+                     "all V_pad logits: the passkey calibration objective on the evaluation sample"},
+      {"control_nll", "the same for a control key of the same half that is not in the context; margin = "
+                      "control_nll - answer_nll > 0 means the model prefers the key it was shown"},
   };
 }
 
 nlohmann::json passkey_report_json(const PasskeyReport& r) {
   nlohmann::json cells = nlohmann::json::array(), samples = nlohmann::json::array();
   int64_t n = 0, pub = 0, strict = 0;
+  double nll_sum = 0, control_sum = 0;
   for (const auto& c : r.cells) {
     cells.push_back({{"length", c.length}, {"depth", c.depth}, {"samples", c.samples},
                      {"success_published", static_cast<double>(c.published) / static_cast<double>(c.samples)},
                      {"success_strict", static_cast<double>(c.strict) / static_cast<double>(c.samples)},
-                     {"seconds", c.seconds}});
+                     {"answer_nll", c.answer_nll}, {"control_nll", c.control_nll},
+                     {"margin", c.control_nll - c.answer_nll}, {"seconds", c.seconds}});
+    nll_sum += c.answer_nll * static_cast<double>(c.samples);
+    control_sum += c.control_nll * static_cast<double>(c.samples);
     n += c.samples;
     pub += c.published;
     strict += c.strict;
@@ -372,7 +414,8 @@ nlohmann::json passkey_report_json(const PasskeyReport& r) {
                        {"haystack_start_sentence", s.haystack_start}, {"haystack_attempts", s.attempts},
                        {"output", x.output}, {"output_ids", x.output_ids},
                        {"success_published", x.success_published}, {"success_strict", x.success_strict},
-                       {"seconds", x.seconds}});
+                       {"answer_nll", x.answer_nll}, {"control_key", s.control_key},
+                       {"control_nll", x.control_nll}, {"seconds", x.seconds}});
   }
   std::vector<std::string> depths;
   for (double d : r.options.depths) depths.push_back(json_depth_key(d));
@@ -384,7 +427,10 @@ nlohmann::json passkey_report_json(const PasskeyReport& r) {
           {"segment_len", r.options.segment_len},
           {"score", {{"samples", n},
                      {"published", n ? static_cast<double>(pub) / static_cast<double>(n) : 0.0},
-                     {"strict", n ? static_cast<double>(strict) / static_cast<double>(n) : 0.0}}},
+                     {"strict", n ? static_cast<double>(strict) / static_cast<double>(n) : 0.0},
+                     {"answer_nll", n ? nll_sum / static_cast<double>(n) : 0.0},
+                     {"control_nll", n ? control_sum / static_cast<double>(n) : 0.0},
+                     {"margin", n ? (control_sum - nll_sum) / static_cast<double>(n) : 0.0}}},
           {"cells", cells},
           {"results", samples},
           {"seconds", r.seconds},

@@ -3,7 +3,8 @@
 // scored positions, in blocks of at most kMaxLogitRows (batch x positions) rows, so the logits never exceed
 // ~1024 x V_pad x 4 bytes (~200 MB for the 50k GPT-NeoX vocab) whatever L is. The NLL of a target is
 // logsumexp(logits) − logit[target], i.e. −log_softmax at the target, with both terms computed in the model's
-// logit dtype (fp32; fp64 in reference mode) and the difference and every sum taken in fp64.
+// logit dtype (fp32; fp64 in reference mode; the logsumexp in place in the logits buffer, so no second buffer of
+// that size) and the difference and every sum taken in fp64.
 // evaluate_perplexity runs many lengths in one pass and reduces the NLLs to ppl, its standard error, bits per
 // byte and byte perplexity (statistics_json writes the definitions into the output).
 // Limits: every window of a batch has the same length; a batch's memory is about B x segment_len tokens of
@@ -108,11 +109,14 @@ std::vector<std::vector<double>> windows_nll_impl(const MambaLM& model, const Dt
         const int64_t end = std::min(start + h.size(1), L - 1);  // position L-1 has no target
         for (int64_t a = std::max(start, from); a < end; a += rows) {
           const int64_t n = std::min(rows, end - a);
-          const auto logits = model.logits(h.narrow(1, a - start, n));        // (B, n, V_pad) fp32
+          auto logits = model.logits(h.narrow(1, a - start, n));              // (B, n, V_pad) fp32, fresh
           const auto tgt = targets_all.narrow(1, a + 1, n).unsqueeze(-1);     // (B, n, 1)
-          const auto lse = at::logsumexp(logits, -1);                         // (B, n)
-          const auto picked = logits.gather(-1, tgt).squeeze(-1);             // (B, n)
-          const auto nll = (lse.to(at::kDouble) - picked.to(at::kDouble)).cpu().contiguous();  // (B, n)
+          const auto picked = logits.gather(-1, tgt).squeeze(-1).to(at::kDouble);  // (B, n)
+          // logsumexp in place (no second logits-sized buffer): max + log Σ exp(x − max).
+          const auto row_max = std::get<0>(logits.max(-1, /*keepdim=*/true));     // (B, n, 1)
+          logits.sub_(row_max).exp_();
+          const auto lse = logits.sum(-1).log_().add_(row_max.squeeze(-1));        // (B, n)
+          const auto nll = (lse.to(at::kDouble) - picked).cpu().contiguous();  // (B, n)
           const double* p = nll.data_ptr<double>();
           for (int64_t b = 0; b < B; ++b)
             for (int64_t j = std::max<int64_t>(0, batch[b]->score_from - a); j < n; ++j)

@@ -161,21 +161,15 @@ at::Tensor prefill(const MambaLM& model, const DtScales& scales, const std::vect
   return model.logits(last).reshape({-1});  // (V_pad)
 }
 
-GenerateResult generate(const MambaLM& model, const DtScales& scales, const std::vector<int64_t>& prompt,
-                        const GenerateOptions& opts, const std::function<void(int64_t)>& on_token) {
+GenerateResult decode(const MambaLM& model, const DtScales& scales, at::Tensor logits, State& state,
+                      const GenerateOptions& opts, const std::function<void(int64_t)>& on_token) {
   check_sampling(opts.sampling);
   if (opts.max_new_tokens < 0)
     throw UsageError(fmt::format("--max-new-tokens {} must be >= 0", opts.max_new_tokens));
-  if (opts.segment_len < 1) throw UsageError(fmt::format("segment length {} must be >= 1", opts.segment_len));
-  if (!scales.empty()) check_scales(model.config(), scales, "generate: dt scales");
   GenerateResult r;
   std::mt19937_64 rng(opts.sampling.seed);
   at::NoGradGuard no_grad;
-  auto t0 = std::chrono::steady_clock::now();
-  State state;
-  at::Tensor logits = prefill(model, scales, prompt, opts.segment_len, state);  // (V_pad)
-  r.prefill_seconds = seconds_since(t0);
-  t0 = std::chrono::steady_clock::now();
+  const auto t0 = std::chrono::steady_clock::now();
   const auto id_opts = at::TensorOptions().dtype(at::kLong).device(model.options().device);
   for (int64_t n = 0; n < opts.max_new_tokens; ++n) {
     const int64_t id = choose_token(logits, opts.sampling, opts.vocab_limit, rng);
@@ -189,6 +183,22 @@ GenerateResult generate(const MambaLM& model, const DtScales& scales, const std:
     logits = model.step(at::full({1}, id, id_opts), state, scales).reshape({-1});  // (V_pad)
   }
   r.decode_seconds = seconds_since(t0);
+  return r;
+}
+
+GenerateResult generate(const MambaLM& model, const DtScales& scales, const std::vector<int64_t>& prompt,
+                        const GenerateOptions& opts, const std::function<void(int64_t)>& on_token) {
+  check_sampling(opts.sampling);
+  if (opts.max_new_tokens < 0)
+    throw UsageError(fmt::format("--max-new-tokens {} must be >= 0", opts.max_new_tokens));
+  if (opts.segment_len < 1) throw UsageError(fmt::format("segment length {} must be >= 1", opts.segment_len));
+  if (!scales.empty()) check_scales(model.config(), scales, "generate: dt scales");
+  const auto t0 = std::chrono::steady_clock::now();
+  State state;
+  at::Tensor logits = prefill(model, scales, prompt, opts.segment_len, state);  // (V_pad)
+  const double prefill_seconds = seconds_since(t0);
+  GenerateResult r = decode(model, scales, logits, state, opts, on_token);
+  r.prefill_seconds = prefill_seconds;
   return r;
 }
 

@@ -6,6 +6,8 @@
 // host copies instead (forward), or throw (backward: use the CPU reference directly).
 #include <ATen/ATen.h>
 
+#include <cstdint>
+
 #include "s6/s6.h"
 #include "ops/cuda_ops.h"
 #include "ops/cuda_util.h"
@@ -69,7 +71,8 @@ at::Tensor selective_scan_cuda(const at::Tensor& u, const at::Tensor& delta_raw,
   if (B == 0 || L == 0 || E == 0) return at::empty({B, L, E}, u.options());
   Prepared p = prepare(u, delta_raw, dt_bias, dt_scale, A, Bm, Cm, D, z);
   // The state is updated in place when it is already fp32 and contiguous (the model's), else via a copy.
-  const bool direct = h.scalar_type() == at::kFloat && h.is_contiguous();
+  const bool direct = h.scalar_type() == at::kFloat && h.is_contiguous() &&
+                      reinterpret_cast<uintptr_t>(h.data_ptr()) % 16 == 0;  // the kernel stores float4s
   at::Tensor hs = direct ? h : h.to(at::kFloat).contiguous();  // (B, E, N)
   auto out = at::empty({B, L, E}, u.options().dtype(p.io));   // (B, L, E)
   auto ws = workspace(kern::s6_fwd_workspace_bytes(p.in), u);

@@ -64,8 +64,8 @@ struct Piece {
 // AddedVocabulary::find_matches).
 class AddedMatcher {
  public:
-  // `patterns[i]` is matched for token `tokens[i]` (the pattern is the content, NFC-normalized for the
-  // normalized set).
+  // `patterns[i]` is matched for token `tokens[i]` (the pattern is the token's content, which the loader
+  // already NFC-normalized for normalized tokens, as HF does).
   void build(std::vector<std::string> patterns, std::vector<const AddedToken*> tokens);
   bool empty() const { return patterns_.empty(); }
   // Splits `s` into plain pieces and added-token pieces covering it (HF's splits, in order).

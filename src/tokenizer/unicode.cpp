@@ -2,6 +2,13 @@
 // maximal ill-formed subpart (Unicode 15 §3.9, what Rust's String::from_utf8_lossy does), NFC through
 // utf8proc, White_Space and regex-\w classes from utf8proc's general categories, and the GPT-2 byte-level
 // alphabet (openai/gpt-2 encoder.py bytes_to_unicode). Character data comes from utf8proc; no tables here.
+//
+// Known divergence from HF tokenizers 0.23 (whose NFC, the unicode-normalization-alignments crate, carries
+// pre-Unicode-10 tables): utf8proc (Unicode 15) knows the canonical combining classes of ~60 marks added in
+// Unicode 10-15 (e.g. U+0C3C TELUGU SIGN NUKTA, U+1DFA, Sogdian and Dogra marks) and the composition
+// U+11935 U+11930 -> U+11938 (Dives Akuru, Unicode 13); HF treats those marks as class 0 and does not compose.
+// Ids differ only where such a mark follows another combining mark of a different class (or for that Dives
+// Akuru pair). A sweep of every code point in 15 contexts against HF found no other difference.
 #include <utf8proc.h>
 
 #include <cstdlib>

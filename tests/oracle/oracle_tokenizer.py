@@ -15,6 +15,8 @@ add_special_tokens irrelevant: its post-processor adds nothing):
   flags/tokenizer.json + flags/strings.json   the NeoX file plus added tokens exercising single_word, lstrip,
                       rstrip and normalized (and one whose content is already in the vocab), with HF's ids and
                       decode for strings around them.
+  variants/<name>.json + variants/strings.json   the NeoX file with add_prefix_space, use_regex=false, no
+                      normalizer, or ignore_merges, with HF's ids for a few strings each.
   books/<split>/<stem>.u32          ids of every book under assets/books (little-endian uint32).
   shared_books/<split>/<stem>.u32   ids of every book under ../shared/data/books, written only when that
                       directory exists beside the source tree (the manifest says how many).
@@ -30,7 +32,7 @@ import numpy as np
 import tokenizers
 from tokenizers import Tokenizer
 
-VERSION = 1
+VERSION = 2
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TOKENIZER = ROOT / "assets" / "tokenizers" / "gpt-neox-20b" / "tokenizer.json"
 SHARED_BOOKS = ROOT.parent / "shared" / "data" / "books"
@@ -134,6 +136,19 @@ FLAG_STRINGS = [
 ]
 
 
+# Variants of the NeoX file for the options the C++ reader supports but GPT-NeoX leaves off.
+VARIANTS = {
+    "add_prefix_space": lambda j: j["pre_tokenizer"].update(add_prefix_space=True),
+    "no_regex": lambda j: j["pre_tokenizer"].update(use_regex=False),
+    "no_normalizer": lambda j: j.update(normalizer=None),
+    "ignore_merges": lambda j: j["model"].update(ignore_merges=True),
+}
+VARIANT_STRINGS = [
+    "Hello world", " leading", "a<|endoftext|>b <|endoftext|> c", "x    y\n\n  z", "e\u0301 caf\u00e9 \u212b",
+    "don't STOP 123 4567", "tokenization internationalization", "\u65e5\u672c\u8a9e \U0001f600!",
+]
+
+
 def write_u32(path, ids):
     path.parent.mkdir(parents=True, exist_ok=True)
     np.asarray(ids, dtype="<u4").tofile(path)
@@ -179,6 +194,17 @@ def main(out_dir):
         ids = ftok.encode(text).ids
         flag_cases.append({"text": text, "ids": ids, "decoded": ftok.decode(ids, skip_special_tokens=False)})
     (out_dir / "flags" / "strings.json").write_text(json.dumps(flag_cases, ensure_ascii=True))
+
+    (out_dir / "variants").mkdir(exist_ok=True)
+    variants = {}
+    for name, edit in VARIANTS.items():
+        spec = json.loads(TOKENIZER.read_text(encoding="utf-8"))
+        edit(spec)
+        path = out_dir / "variants" / f"{name}.json"
+        path.write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
+        vtok = Tokenizer.from_file(str(path))
+        variants[name] = [{"text": t, "ids": vtok.encode(t).ids} for t in VARIANT_STRINGS]
+    (out_dir / "variants" / "strings.json").write_text(json.dumps(variants, ensure_ascii=True))
 
     books = encode_books(tok, ROOT / "assets" / "books", out_dir / "books")
     shared = encode_books(tok, SHARED_BOOKS, out_dir / "shared_books") if SHARED_BOOKS.is_dir() else {}

@@ -1,7 +1,8 @@
-// Checkpoint loading: config parsing, safetensors / torch.save readers, name normalisation, load_checkpoint and
-// `mambaextend inspect`. Expected values come from tests/oracle/oracle_checkpoints.py (torch, safetensors and
-// transformers wrote the files and computed the numbers) and from the organisms' READMEs; hostile inputs are
-// either oracle fixtures ($MX_FIXTURES/checkpoints/bad, cases.json) or bytes built here by hand.
+// Checkpoint loading: safetensors / torch.save readers, name normalisation, load_checkpoint and
+// `mambaextend inspect` (config.json parsing: test_config.cpp). Expected values come from
+// tests/oracle/oracle_checkpoints.py (torch, safetensors and transformers wrote the files and computed the numbers) and
+// from the organisms' READMEs; hostile inputs are either oracle fixtures ($MX_FIXTURES/checkpoints/bad, cases.json) or
+// bytes built here by hand.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,6 +16,7 @@
 #include "fixtures.h"
 #include "mambaextend/checkpoint.h"
 #include "mambaextend/error.h"
+#include "temp_dir.h"
 
 namespace mx {
 namespace {
@@ -39,148 +41,16 @@ std::string error_of(const std::function<void()>& f, const std::string& type) {
   return "";
 }
 
-// Removes a directory tree. Not std::filesystem::remove_all: the torch 2.11 wheel's libtorch.so exports its own
-// copy of that symbol, which crashes (jumps to address 0) when our binaries resolve it there.
-void remove_tree(const fs::path& root) {
-  std::error_code ec;
-  if (!fs::exists(fs::symlink_status(root, ec))) return;
-  std::vector<fs::path> paths;
-  for (auto it = fs::recursive_directory_iterator(root, ec); !ec && it != fs::recursive_directory_iterator();
-       it.increment(ec))
-    paths.push_back(it->path());
-  for (auto p = paths.rbegin(); p != paths.rend(); ++p) fs::remove(*p, ec);  // children before parents
-  fs::remove(root, ec);
+// Copies a fixture directory into a scratch directory, to be damaged there.
+fs::path copy_into(const test::TempDir& tmp, const fs::path& src) {
+  const fs::path d = tmp.path() / src.filename();
+  fs::copy(src, d, fs::copy_options::recursive);
+  return d;
 }
-
-// A fresh scratch directory per test, removed afterwards.
-class Scratch {
- public:
-  Scratch() {
-    static int n = 0;
-    dir_ = fs::temp_directory_path() / ("mx_test_ckpt_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
-    remove_tree(dir_);
-    fs::create_directories(dir_);
-  }
-  ~Scratch() { remove_tree(dir_); }
-  const fs::path& dir() const { return dir_; }
-  fs::path copy_of(const fs::path& src) const {
-    const fs::path d = dir_ / src.filename();
-    fs::copy(src, d, fs::copy_options::recursive);
-    return d;
-  }
-
- private:
-  fs::path dir_;
-};
 
 void write_bytes(const fs::path& p, const std::string& b) {
   std::ofstream out(p, std::ios::binary | std::ios::trunc);
   out.write(b.data(), static_cast<std::streamsize>(b.size()));
-}
-
-// ---- config ------------------------------------------------------------------------------------------------
-TEST(ConfigParse, HfMamba1DefaultsAndAutoRank) {
-  const auto c = parse_model_config(
-      R"({"model_type": "mamba", "hidden_size": 40, "num_hidden_layers": 3, "vocab_size": 96,
-          "time_step_rank": "auto", "intermediate_size": 80})",
-      "cfg.json");
-  EXPECT_EQ(c.arch, Arch::Mamba1);
-  EXPECT_EQ(c.d_inner, 80);
-  EXPECT_EQ(c.d_state, 16);
-  EXPECT_EQ(c.dt_rank, 3);  // ceil(40 / 16)
-  EXPECT_EQ(c.d_conv, 4);
-  EXPECT_TRUE(c.tie_embeddings);
-  EXPECT_TRUE(c.use_conv_bias);
-  EXPECT_FALSE(c.use_bias);
-  EXPECT_EQ(c.vocab_size, 96);
-  EXPECT_EQ(c.scheme, "hf");
-  EXPECT_STREQ(arch_name(c.arch), "mamba1");
-}
-
-TEST(ConfigParse, StateSpacesDefaults) {
-  const auto m1 = parse_model_config(R"({"d_model": 768, "n_layer": 24, "vocab_size": 50277, "ssm_cfg": {}})", "c");
-  EXPECT_EQ(m1.arch, Arch::Mamba1);
-  EXPECT_EQ(m1.dt_rank, 48);
-  EXPECT_EQ(m1.d_inner, 1536);
-  EXPECT_EQ(m1.d_state, 16);
-  EXPECT_EQ(m1.vocab_size, 50280);  // padded to a multiple of 8
-  EXPECT_EQ(m1.vocab_size_unpadded, 50277);
-  EXPECT_DOUBLE_EQ(m1.norm_eps, 1e-5);
-  const auto m2 = parse_model_config(
-      R"({"d_model": 768, "n_layer": 24, "vocab_size": 50277, "pad_vocab_size_multiple": 16,
-          "ssm_cfg": {"layer": "Mamba2", "dt_limit": [0.001, Infinity]}, "d_intermediate": 0, "attn_layer_idx": []})",
-      "c");
-  EXPECT_EQ(m2.arch, Arch::Mamba2);
-  EXPECT_EQ(m2.d_state, 128);
-  EXPECT_EQ(m2.head_dim, 64);
-  EXPECT_EQ(m2.n_heads, 24);
-  EXPECT_EQ(m2.n_groups, 1);
-  EXPECT_EQ(m2.chunk_size, 256);
-  EXPECT_EQ(m2.vocab_size, 50288);
-  EXPECT_EQ(m2.conv_dim(), 1536 + 256);
-  EXPECT_DOUBLE_EQ(m2.dt_limit_min, 0.001);
-  EXPECT_TRUE(std::isinf(m2.dt_limit_max));
-}
-
-TEST(ConfigParse, NonFiniteForms) {
-  const std::string head = R"({"model_type": "mamba2", "hidden_size": 64, "num_hidden_layers": 1, "vocab_size": 8,
-                               "num_heads": 2, "head_dim": 64, "n_groups": 1, "time_step_limit": )";
-  for (const std::string lim : {R"([0.0, {"__float__": "Infinity"}])", "[0.0, Infinity]", "[0.0, null]"}) {
-    const auto c = parse_model_config(head + lim + "}", "c");
-    EXPECT_TRUE(std::isinf(c.dt_limit_max)) << lim;
-  }
-  // "Infinity" inside a string is left alone
-  const auto c = parse_model_config(head + R"([0.0, 2.5], "note": "Infinity"})", "c");
-  EXPECT_DOUBLE_EQ(c.dt_limit_max, 2.5);
-}
-
-TEST(ConfigParse, ErrorsNameFileAndField) {
-  struct Case {
-    std::string json, type, field;
-  };
-  const std::vector<Case> cases = {
-      {R"({"model_type": "mamba", "num_hidden_layers": 2, "vocab_size": 8})", "ConfigError", "hidden_size"},
-      {R"({"model_type": "mamba", "hidden_size": 16.5, "num_hidden_layers": 2, "vocab_size": 8})", "ConfigError",
-       "hidden_size"},
-      {R"({"model_type": "mamba", "hidden_size": 16, "num_hidden_layers": 2, "vocab_size": 8, "use_bias": 1})",
-       "ConfigError", "use_bias"},
-      {R"({"model_type": "mamba", "hidden_size": 16, "num_hidden_layers": 2, "vocab_size": 8,
-           "intermediate_size": 48})",
-       "ConfigError", "intermediate_size"},
-      {R"({"model_type": "jamba", "hidden_size": 16})", "ConfigError", "jamba"},
-      {R"({"model_type": "mamba2", "hidden_size": 64, "num_hidden_layers": 1, "vocab_size": 8, "num_heads": 3,
-           "head_dim": 64})",
-       "ConfigError", "num_heads"},
-      {R"({"model_type": "mamba2", "hidden_size": 64, "num_hidden_layers": 1, "vocab_size": 8, "num_heads": 2,
-           "head_dim": 64, "n_groups": 1, "norm_before_gate": true})",
-       "ConfigError", "norm_before_gate"},
-      {R"({"d_model": 64, "n_layer": 2, "vocab_size": 8, "ssm_cfg": {"layer": "Mamba2", "rmsnorm": false}})",
-       "ConfigError", "ssm_cfg.rmsnorm"},
-      {R"({"d_model": 64, "n_layer": 2, "vocab_size": 8, "ssm_cfg": {"layer": "Mamba3"}})", "ConfigError", "Mamba3"},
-      {R"({"d_model": 64, "n_layer": 2, "vocab_size": 8, "d_intermediate": 256})", "ConfigError", "d_intermediate"},
-      {R"({"d_model": 64, "n_layer": 2, "vocab_size": 8, "ssm_cfg": {"headdim": 5, "layer": "Mamba2"}})", "ConfigError",
-       "headdim"},
-      {R"({"hidden_size": 64})", "ConfigError", "model_type"},
-      {R"([1, 2])", "ConfigError", "object"},
-      {R"({"model_type": "mamba", )", "ConfigError", "malformed JSON"},
-      {R"({"model_type": "mamba", "hidden_size": 64E6528})", "ConfigError", "malformed JSON"},  // number overflow
-  };
-  for (const auto& c : cases) {
-    const std::string msg = error_of([&] { parse_model_config(c.json, "dir/config.json"); }, c.type);
-    EXPECT_NE(msg.find("dir/config.json"), std::string::npos) << msg;
-    EXPECT_NE(msg.find(c.field), std::string::npos) << "expected '" << c.field << "' in: " << msg;
-  }
-}
-
-TEST(ConfigParse, DeeplyNestedValueIsRefusedWithoutRecursion) {
-  const int depth = 1000000;
-  const std::string deep = std::string(depth, '[') + std::string(depth, ']');
-  const std::string msg = error_of(
-      [&] { parse_model_config(R"({"model_type": "mamba", "hidden_size": )" + deep + "}", "c.json"); }, "ConfigError");
-  EXPECT_NE(msg.find("hidden_size"), std::string::npos) << msg.substr(0, 300);
-  EXPECT_LT(msg.size(), 600u);
-  const std::string nl = error_of([&] { parse_model_config(R"({"model_type": "mam\nba"})", "c.json"); }, "ConfigError");
-  EXPECT_EQ(nl.find('\n'), std::string::npos) << nl;
 }
 
 // ---- names -------------------------------------------------------------------------------------------------
@@ -528,8 +398,8 @@ TEST(Checkpoints, PickleViewsAreStridedViewsOfTheMap) {
 
 TEST(Checkpoints, Zip64EndRecord) {
   // torch.save also writes a ZIP64 end record; force the reader through it by saturating the classic one.
-  Scratch s;
-  const fs::path d = s.copy_of(fx() / "good/ss_m1_untied_fp16");
+  test::TempDir tmp("ckpt_zip64");
+  const fs::path d = copy_into(tmp, fx() / "good/ss_m1_untied_fp16");
   std::string b = test::read_file(d / "pytorch_model.bin");
   const size_t eocd = b.rfind(le32(0x06054b50));
   ASSERT_NE(eocd, std::string::npos);
@@ -552,9 +422,9 @@ TEST(Checkpoints, BadOracleFixtures) {
 }
 
 TEST(Checkpoints, TruncatedAndCorruptFiles) {
-  Scratch s;
+  test::TempDir tmp("ckpt_truncated");
   // safetensors cut in half: the header survives, the data does not
-  const fs::path hf = s.copy_of(fx() / "good/hf_m1_untied_fp32");
+  const fs::path hf = copy_into(tmp, fx() / "good/hf_m1_untied_fp32");
   const std::string st = test::read_file(hf / "model.safetensors");
   write_bytes(hf / "model.safetensors", st.substr(0, st.size() / 2));
   std::string msg = error_of([&] { load_checkpoint(hf); }, "CheckpointError");
@@ -576,7 +446,7 @@ TEST(Checkpoints, TruncatedAndCorruptFiles) {
   EXPECT_NE(msg.find("overlap"), std::string::npos) << msg;
 
   // pytorch_model.bin cut short anywhere
-  const fs::path ss = s.copy_of(fx() / "good/ss_m2_tied_bf16");
+  const fs::path ss = copy_into(tmp, fx() / "good/ss_m2_tied_bf16");
   const std::string bin = test::read_file(ss / "pytorch_model.bin");
   for (size_t keep : {size_t{0}, size_t{10}, bin.size() / 3, bin.size() - 30, bin.size() - 1}) {
     write_bytes(ss / "pytorch_model.bin", bin.substr(0, keep));
@@ -584,7 +454,7 @@ TEST(Checkpoints, TruncatedAndCorruptFiles) {
     EXPECT_NE(msg.find("pytorch_model.bin"), std::string::npos) << msg;
   }
   // a missing shard of a sharded model
-  const fs::path org = s.copy_of(test::source_dir() / "assets/models/organism-mamba1-7m");
+  const fs::path org = copy_into(tmp, test::source_dir() / "assets/models/organism-mamba1-7m");
   fs::remove(org / "model-00002-of-00002.safetensors");
   msg = error_of([&] { load_checkpoint(org); }, "IoError");
   EXPECT_NE(msg.find("model-00002-of-00002.safetensors"), std::string::npos) << msg;
@@ -593,8 +463,8 @@ TEST(Checkpoints, TruncatedAndCorruptFiles) {
 TEST(Checkpoints, RandomCorruptionNeverCrashes) {
   // Byte flips anywhere in a pytorch_model.bin (mostly in data.pkl and the zip records) must either load or
   // throw an mx::Error: no crash, hang or other exception type.
-  Scratch s;
-  const fs::path d = s.copy_of(fx() / "good/ss_m1_tied_fp32");
+  test::TempDir tmp("ckpt_fuzz");
+  const fs::path d = copy_into(tmp, fx() / "good/ss_m1_tied_fp32");
   const std::string bin = test::read_file(d / "pytorch_model.bin");
   const size_t pkl_end = 1024;  // data.pkl is the archive's first entry
   std::mt19937 rng(7);
@@ -625,8 +495,8 @@ struct CliRun {
 };
 
 CliRun run_cli(const std::string& args) {
-  Scratch s;
-  const fs::path out = s.dir() / "out", err = s.dir() / "err";
+  test::TempDir tmp("ckpt_cli");
+  const fs::path out = tmp.path() / "out", err = tmp.path() / "err";
   const std::string cmd =
       "'" + test::env_dir("MX_CLI").string() + "' " + args + " >'" + out.string() + "' 2>'" + err.string() + "'";
   const int st = std::system(cmd.c_str());

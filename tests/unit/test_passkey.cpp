@@ -282,7 +282,23 @@ TEST(PasskeyEval, GridOnATinyRandomModel) {
     EXPECT_LE(r.output_ids.size(), 3u);
     EXPECT_EQ(r.output, tokenizer().decode(std::vector<uint32_t>(r.output_ids.begin(), r.output_ids.end())));
     EXPECT_EQ(r.success_published, mx::passkey_success_published(r.output, r.sample.key));
+    // The answer NLL is the calibration objective's loss on this sample: windows_nll over prompt + answer.
+    mx::ScoredWindow w;
+    w.ids = r.sample.prompt;
+    w.ids.insert(w.ids.end(), r.sample.answer.begin(), r.sample.answer.end());
+    w.score_from = static_cast<int64_t>(r.sample.prompt.size()) - 1;
+    const auto nll = mx::windows_nll(model, {}, {&w}, 128);
+    ASSERT_EQ(nll[0].size(), r.sample.answer.size());
+    double mean = 0;
+    for (double x : nll[0]) mean += x / static_cast<double>(nll[0].size());
+    EXPECT_NEAR(r.answer_nll, mean, 1e-5 * mean);
+    EXPECT_NE(r.sample.control_key, r.sample.key);
+    EXPECT_TRUE(mx::is_eval_key(r.sample.control_key));
+    EXPECT_EQ(enc(std::to_string(r.sample.control_key)).size() + 1, r.sample.answer.size());
+    EXPECT_TRUE(std::isfinite(r.control_nll));
+    EXPECT_NE(r.control_nll, r.answer_nll);
   }
+  EXPECT_NEAR(rep.cells[0].answer_nll, (rep.results[0].answer_nll + rep.results[1].answer_nll) / 2, 1e-12);
   EXPECT_EQ(rep.cells[0].length, 256);
   EXPECT_EQ(rep.cells[1].depth, 1.0);
   const auto j = mx::passkey_report_json(rep);

@@ -149,6 +149,18 @@ TEST(Tokenizer, AddedTokenFlagsMatchHF) {
   }
 }
 
+TEST(Tokenizer, FileVariantsMatchHF) {
+  const auto variants = read_json(fixtures() / "variants" / "strings.json");
+  ASSERT_EQ(variants.size(), 4u);
+  for (const auto& [name, cases] : variants.items()) {
+    const auto tok = mx::Tokenizer::from_file(fixtures() / "variants" / (name + ".json"));
+    for (const auto& c : cases) {
+      EXPECT_EQ(tok.encode(c["text"].get<std::string>()), c["ids"].get<std::vector<uint32_t>>())
+          << name << ": " << c["text"].get<std::string>();
+    }
+  }
+}
+
 TEST(Tokenizer, BundledBooksMatchHF) {
   const auto sha = read_json(fixtures() / "books.json");
   size_t count = 0;

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The GPU machine's run: build with CUDA, run the whole test suite there (the CUDA tests run for real), then the
+# whole-model throughput benchmark and a CPU-vs-GPU perplexity check on the organisms. Results (JSON + logs) go
+# to $OUT (default ./results/gpu). Needs python3 with torch (and transformers for the oracle fixtures); on a machine
+# where nothing can be installed, carry .carry (scripts/device_deps.sh).
+#   scripts/gpu_suite.sh [build] [test] [bench] [eval]      (default: all four)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-$PWD/results/gpu}"
+mkdir -p "$OUT"
+steps="${*:-build test bench eval}"
+export MX_BUILD_DIR="${MX_BUILD_DIR:-build-gpu}" MX_PYTHON="${MX_PYTHON:-python3}"
+CLI="$MX_BUILD_DIR/mambaextend"
+has() { [[ " $steps " == *" $1 "* ]]; }
+
+if has build; then
+  t0=$(date +%s)
+  MX_JOBS="${MX_JOBS:-$(nproc)}" bash scripts/build.sh -DMAMBAEXTEND_CUDA=ON > "$OUT/build.log" 2>&1 \
+    || { tail -40 "$OUT/build.log"; exit 1; }
+  echo "build: $(( $(date +%s) - t0 )) s"
+fi
+if has test; then
+  (cd "$MX_BUILD_DIR" && timeout 420 ctest -j "$(nproc)" --timeout 400 > "$OUT/ctest.log" 2>&1)
+  grep -E "tests passed|tests failed|\(Failed\)|\(Timeout\)|\*\*\*" "$OUT/ctest.log" | tail -15
+  "$MX_BUILD_DIR/tests/mx_tests" --gtest_filter='Cuda*' > "$OUT/cuda_tests.log" 2>&1
+  grep -E "^\[  (PASSED|FAILED|SKIPPED) " "$OUT/cuda_tests.log"
+fi
+if has bench; then
+  : > "$OUT/bench_model.jsonl"
+  for shape in mamba-130m mamba-1.4b mamba-2.8b mamba2-130m mamba2-780m mamba2-2.7b; do
+    timeout 240 "$CLI" --log-level warn bench --shape "$shape" --length 65536 --device cuda --dtype bf16 --repeat 3 \
+      --out "$OUT/bench_$shape.json" || echo "bench $shape failed (exit $?)"
+    [ -f "$OUT/bench_$shape.json" ] && tr -d '\n' < "$OUT/bench_$shape.json" >> "$OUT/bench_model.jsonl" && echo >> "$OUT/bench_model.jsonl"
+    rm -f "$OUT/bench_$shape.json"
+  done
+fi
+if has eval; then
+  for m in mamba1 mamba2; do
+    for dev in cpu cuda; do
+      timeout 200 "$CLI" --log-level warn eval-ppl --model "assets/models/organism-$m-7m" \
+        --tokenizer assets/tokenizers/gpt-neox-20b/tokenizer.json --data assets/books/validation \
+        --protocol pg19 --windows-per-doc 1 --pred-len 100 --lengths 1024,8192 --device "$dev" \
+        --out "$OUT/eval_${m}_$dev.json" > "$OUT/eval_${m}_$dev.txt" 2>&1 || echo "eval $m $dev failed"
+      tail -4 "$OUT/eval_${m}_$dev.txt"
+    done
+  done
+fi
