@@ -22,8 +22,8 @@ fi
 if has test; then
   (cd "$MX_BUILD_DIR" && timeout 420 ctest -j "$(nproc)" --timeout 400 > "$OUT/ctest.log" 2>&1)
   grep -E "tests passed|tests failed|\(Failed\)|\(Timeout\)|\*\*\*" "$OUT/ctest.log" | tail -15
-  "$MX_BUILD_DIR/tests/mx_tests" --gtest_filter='Cuda*' > "$OUT/cuda_tests.log" 2>&1
-  grep -E "^\[  (PASSED|FAILED|SKIPPED) " "$OUT/cuda_tests.log"
+  grep -E "Cuda.*(Passed|Failed|Skipped)" "$OUT/ctest.log" | sed 's/ \.\.\.*/ /' > "$OUT/cuda_tests.log"
+  echo "CUDA tests: $(grep -c Passed "$OUT/cuda_tests.log") passed, $(grep -c -E 'Failed|Skipped' "$OUT/cuda_tests.log") failed or skipped"
 fi
 if has bench; then
   : > "$OUT/bench_model.jsonl"

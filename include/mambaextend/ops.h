@@ -2,6 +2,9 @@
 // device of its inputs: the CPU implementation lives in src/ref/<op>_ref.cpp (plain loops, float32 or
 // float64, the reference for the CUDA kernels), the CUDA one in kernels/ (when built with MAMBAEXTEND_CUDA).
 // Layouts are batch-major, time-major: (B, L, channels).
+// Gradients (CFBP, src/ops/autograd.h): with grad mode on and an activation, the state or the Δ scale requiring
+// grad, the scan and conv ops record a graph node and replace their in/out state argument by a new tensor (the
+// node's second output) instead of updating it; weights (A, D, dt_bias, conv weight and bias) get no gradient.
 #pragma once
 #include <ATen/core/Tensor.h>
 

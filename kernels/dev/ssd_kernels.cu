@@ -254,6 +254,17 @@ void stage_hook(const char* name, cudaStream_t st) {
   g_marks.push_back({name, e});
 }
 
+// A device buffer of n random io-type values: one random block of up to 2^24 values, uploaded once and tiled on
+// the device (drawing billions of normals on the host would take minutes at L = 524288).
+DevBuf random_dev(size_t n, IoType io, Rng& rng, double scale) {
+  const size_t m = std::min<size_t>(n, size_t(1) << 24), es = io_size(io);
+  DevBuf pat = upload(rng.normals(m, scale), io);
+  DevBuf d(n * es, false);
+  for (size_t off = 0; off < n; off += m)
+    DEV_CHECK(cudaMemcpy(d.as<char>() + off * es, pat.get(), std::min(m, n - off) * es, cudaMemcpyDeviceToDevice));
+  return d;
+}
+
 // One benchmark length. profile_only: a single forward and backward (for ncu), nothing timed.
 std::string bench_one(int64_t L, bool breakdown, Rng& rng, bool profile_only = false) {
   Case c;
@@ -268,12 +279,12 @@ std::string bench_one(int64_t L, bool breakdown, Rng& rng, bool profile_only = f
     r.B = 1, r.L = L, r.H = c.H, r.P = P, r.G = 1, r.N = c.N;
     auto& a = in.a;
     a.batch = 1, a.len = L, a.heads = c.H, a.head_dim = P, a.groups = 1, a.dstate = c.N, a.io = c.io;
-    in.xbc = upload(rng.normals(n_y + 2 * L * c.N, 0.5), c.io);
+    in.xbc = random_dev(n_y + 2 * L * c.N, c.io, rng, 0.5);
     char* base = in.xbc.as<char>();
     a.x = base, a.x_sb = n_y, a.x_sl = c.H * P, a.x_sh = P;
     a.Bm = base + n_y * 2, a.B_sb = L * c.N, a.B_sl = c.N, a.B_sg = c.N;
     a.Cm = base + (n_y + L * c.N) * 2, a.C_sb = L * c.N, a.C_sl = c.N, a.C_sg = c.N;
-    in.dtb = upload(rng.normals(L * c.H, 0.5), c.io);
+    in.dtb = random_dev(L * c.H, c.io, rng, 0.5);
     a.dt = in.dtb.get(), a.dt_sb = L * c.H, a.dt_sl = c.H, a.dt_sh = 1;
     std::vector<double> bias, A;
     for (int64_t h = 0; h < c.H; ++h) {
@@ -293,7 +304,7 @@ std::string bench_one(int64_t L, bool breakdown, Rng& rng, bool profile_only = f
   j.num("L", double(L)).num("H", 80).num("P", 64).num("N", 128).str("dtype", "bf16");
   if (profile_only) {
     DevBuf ws(std::max(ws_f, ws_b));
-    DevBuf dy = upload(rng.normals(n_y), c.io), dx(n_y * 2), ddt(L * c.H * 4), dB(L * c.N * 4), dC(L * c.N * 4);
+    DevBuf dy = random_dev(n_y, c.io, rng, 1.0), dx(n_y * 2), ddt(L * c.H * 4), dB(L * c.N * 4), dC(L * c.N * 4);
     mx::kern::SsdBwdArgs g;
     g.dy = dy.get(), g.dy_sb = n_y, g.dy_sl = c.H * P, g.dy_sh = P;
     g.dx = dx.get(), g.dx_sb = n_y, g.dx_sl = c.H * P, g.dx_sh = P;
@@ -341,7 +352,7 @@ std::string bench_one(int64_t L, bool breakdown, Rng& rng, bool profile_only = f
   }
   {
     DevBuf ws(std::max(ws_f, ws_b));
-    DevBuf dy = upload(rng.normals(n_y), c.io), dx(n_y * 2), ddt(L * c.H * 4), dB(L * c.N * 4), dC(L * c.N * 4),
+    DevBuf dy = random_dev(n_y, c.io, rng, 1.0), dx(n_y * 2), ddt(L * c.H * 4), dB(L * c.N * 4), dC(L * c.N * 4),
            dh0(n_h * 4), ds(c.H * 8);
     mx::kern::SsdBwdArgs g;
     g.dy = dy.get(), g.dy_sb = n_y, g.dy_sl = c.H * P, g.dy_sh = P;

@@ -13,9 +13,11 @@
 //   3. chunk states S_c = Σ_s exp(cs_end − cs_s)·Δ_s·x_s ⊗ B_s (fp32);
 //   4. state passing S_in[c+1] = exp(cs_end)·S_in[c] + S_c, sequential over chunks, in place, fp32;
 //   5. y = exp(cs_t)·C_t·S_inᵀ + Σ_{s≤t} CB_ts·exp(cs_t − cs_s)·Δ_s·x_s + D·x.
-// The products run on tensor cores (mma.sync m16n8k16, bf16 operands, fp32 accumulation) for bf16 inputs and
-// in plain fp32 FMA for fp32 inputs (true fp32, no TF32). Operands of a product are rounded to bf16 once
-// (states S_in, the decayed CB tile, the Δ-weighted x); everything carried between chunks stays fp32.
+// The products run on tensor cores (mma.sync m16n8k16, bf16 operands, fp32 accumulation; tiles arrive by
+// cp.async and are read with ldmatrix) for bf16 inputs and in plain fp32 FMA for fp32 inputs (true fp32, no
+// TF32). Operands of a product are rounded to bf16 once (states S_in, the decayed CB tile, the Δ-weighted x);
+// everything carried between chunks stays fp32, and the chunk-local cumsum is a double-float so that decays
+// between nearby tokens keep full precision however large the cumsum grows.
 // Sequences of at most kSsdRecurrentMaxLen tokens (decoding steps) take a direct recurrent kernel instead.
 // The backward recomputes 1–4, runs the state passing in reverse for the gradients of the states, and forms
 // dx, dB, dC, d(dt) (through the clamp and softplus), d(scale) (fp64, per head) and dh0 from dy and dhT.

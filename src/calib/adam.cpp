@@ -6,8 +6,8 @@
 //   g ← g · min(1, clip / (‖g‖ + 1e-6))   (torch.nn.utils.clip_grad_norm_)
 //   m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²;  θ ← θ − lr · (m / (1−β1^n)) / (sqrt(v / (1−β2^n)) + ε)
 //   projection: s = max(θ, floor);  log: θ ← max(θ, log floor), s = exp(θ)
-// n counts the updates made. A non-finite loss or gradient is a recorded, skipped step (no update, scales
-// unchanged). The state (θ, m, v, n, the permutation and its position, the RNG) is one JSON object.
+// n counts the updates made. History entry k holds the loss of step k's batch at the scales before its
+// update. A non-finite loss or gradient is a recorded, skipped step (no update, scales unchanged). The state (θ, m, v, n, the permutation and its position, the RNG) is one JSON object.
 #include <fmt/format.h>
 
 #include <algorithm>

@@ -9,7 +9,8 @@
 //   * CalibNonFinite: a NaN/inf objective is a recorded, skipped iteration and never gives NaN scales (an
 //     injected objective, and a real diverging perturbation through the model via the CLI).
 //   * CalibFactors: the factors file has design.md's fields, load_factors reads it, a bare list is accepted
-//     as --init, and a file for another model is refused.
+//     as --init, and a file for another model is refused (library and CLI: exit status 1; zero samples: 2).
+//   * CalibCli: --config takes the flag names as keys, flags override it, an unknown key is refused.
 // The known-answer test (perturbed base factors) is in test_calibrate_known_answer.cpp.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -418,6 +419,32 @@ TEST(CalibFactors, BareListInitAndForeignModelRefused) {
   EXPECT_EQ(wait_exit(spawn_cli(args, dir.path() / "log3")), 1);
   EXPECT_NE(mx::test::read_file(dir.path() / "log3").find("longest"), std::string::npos)
       << mx::test::read_file(dir.path() / "log3");
+}
+
+TEST(CalibCli, ConfigFileTakesFlagNamesAndFlagsOverride) {
+  const mx::test::OneThread one_thread;
+  const mx::test::TempDir dir("calib_config");
+  const auto cfg = dir.path() / "cfg.json";
+  std::ofstream(cfg) << nlohmann::json{{"model", organism_dir("mamba1").string()},
+                                       {"data", (mx::test::source_dir() / "assets/books/train").string()},
+                                       {"tokenizer", tokenizer_path().string()},
+                                       {"cache_dir", calib_cache_dir().string()},
+                                       {"length", 64}, {"samples", 2}, {"pred-len", 20}, {"method", "bp"},
+                                       {"iterations", 5}, {"lr", 0.05}, {"parametrization", "log"}}
+                            .dump();
+  const auto out = dir.path() / "f.json";
+  ASSERT_EQ(wait_exit(spawn_cli({"calibrate", "--config", cfg.string(), "--iterations", "1", "--out", out.string()},
+                                dir.path() / "log")), 0)
+      << mx::test::read_file(dir.path() / "log");
+  const auto f = mx::test::read_json(out);
+  EXPECT_EQ(f.at("context_length").get<int64_t>(), 64);
+  EXPECT_EQ(f.at("method"), "bp");
+  EXPECT_EQ(f.at("hyperparameters").at("adam").at("steps").get<int64_t>(), 1) << "the flag overrides the config";
+  EXPECT_DOUBLE_EQ(f.at("hyperparameters").at("adam").at("lr").get<double>(), 0.05);
+  EXPECT_EQ(f.at("hyperparameters").at("adam").at("parametrization"), "log");
+  std::ofstream(cfg) << R"({"lenght": 64})";
+  EXPECT_EQ(wait_exit(spawn_cli({"calibrate", "--config", cfg.string()}, dir.path() / "log2")), 1);
+  EXPECT_NE(mx::test::read_file(dir.path() / "log2").find("lenght"), std::string::npos);
 }
 
 }  // namespace

@@ -92,7 +92,12 @@ TEST_P(ScanGrad, SelectiveScanMatchesAtenAutograd) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, ScanGrad,
-                         ::testing::Values(Case{1, 1, 3, 4, false}, Case{2, 70, 37, 16, true}, Case{1, 130, 9, 8, false}));
+                         ::testing::Values(Case{1, 1, 3, 4, false}, Case{2, 70, 37, 16, true}, Case{1, 130, 9, 8, false}),
+                         [](const auto& info) {
+                           const Case& c = info.param;
+                           return "B" + std::to_string(c.B) + "_L" + std::to_string(c.L) + "_E" + std::to_string(c.E) +
+                                  "_N" + std::to_string(c.N) + (c.per_channel ? "_channel" : "_scalar");
+                         });
 
 TEST(SsdScanGrad, MatchesAtenAutogradWithGroupsAndClamp) {
   at::manual_seed(5);
