@@ -14,8 +14,9 @@
 # directory for the random models, default a temporary one), MX_BENCH_ONLY (space-separated run names); for a
 # smoke test elsewhere: MX_BENCH_DEVICE (default cuda), MX_BENCH_ZO_LENGTH (16384), MX_BENCH_ZO_ITERS (50),
 # MX_BENCH_ZO_SAMPLES (20), MX_BENCH_BP_LENGTHS ("16384 65536").
+# MX_BENCH_DATA (calibration data, default assets/books/train), MX_BENCH_BP_SHAPES ("mamba-130m mamba-1.4b"; Mamba2 shapes such as mamba2-130m work too).
 # Data: assets/books/train (its longest book has ~98k tokens, enough for L = 65536); the windows are drawn with
-# the default seed. Limits: CFBP on Mamba1 only (Mamba2 has no CUDA scan yet).
+# the default seed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-bench_calibrate_gpu.json}"
@@ -29,7 +30,7 @@ ZO_K="${MX_BENCH_ZO_ITERS:-50}"
 ZO_N="${MX_BENCH_ZO_SAMPLES:-20}"
 BP_LENGTHS="${MX_BENCH_BP_LENGTHS:-16384 65536}"
 TOK=assets/tokenizers/gpt-neox-20b/tokenizer.json
-DATA=assets/books/train
+DATA="${MX_BENCH_DATA:-assets/books/train}"
 [ -x "$CLI" ] || { echo "bench_calibrate_gpu: $CLI not found (build with CUDA first, or set MX_CLI)" >&2; exit 1; }
 WORK="${MX_BENCH_WORK:-$(mktemp -d)}"
 mkdir -p "$WORK"
@@ -82,7 +83,7 @@ EOF
 
 run zo_pile_130m mamba-130m --method zo --protocol proofpile --samples "$ZO_N" --length "$ZO_L" \
   --iterations "$ZO_K" --segment-len "$ZO_L" --eval-batch 4
-for shape in mamba-130m mamba-1.4b; do
+for shape in ${MX_BENCH_BP_SHAPES:-mamba-130m mamba-1.4b}; do
   for L in $BP_LENGTHS; do
     run "bp_step_${shape}_${L}" "$shape" --method bp --samples 1 --iterations 1 --length "$L" --segment-len "$SEG"
   done

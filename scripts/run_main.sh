@@ -3,24 +3,24 @@
 # at a context 32x its 256-token training length on the bundled *train* books, then evaluate vanilla vs calibrated
 # perplexity on the bundled *test* books (pg19 protocol) and print both. CPU only; a few minutes on 2 cores.
 # Outputs go to results/main/ (factors.json, vanilla.json, calibrated.json).
-#   MX_MAIN_MODEL (default assets/models/organism-mamba1-7m), MX_MAIN_LENGTH (16384), MX_MAIN_ITERS (10),
-#   MX_MAIN_SAMPLES (2)
+#   MX_MAIN_MODEL (default assets/models/organism-mamba1-7m), MX_MAIN_LENGTH (8192), MX_MAIN_ITERS (8),
+#   MX_MAIN_SAMPLES (2), MX_BUILD_DIR (build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/build.sh >/dev/null
 MODEL="${MX_MAIN_MODEL:-assets/models/organism-mamba1-7m}"
-L="${MX_MAIN_LENGTH:-16384}"
-ITERS="${MX_MAIN_ITERS:-10}"
+L="${MX_MAIN_LENGTH:-8192}"
+ITERS="${MX_MAIN_ITERS:-8}"
 SAMPLES="${MX_MAIN_SAMPLES:-2}"
 TOK=assets/tokenizers/gpt-neox-20b/tokenizer.json
 OUT=results/main
 mkdir -p "$OUT"
-CLI=build/mambaextend
+CLI="${MX_BUILD_DIR:-build}/mambaextend"
 
-echo "== calibrate: CFZO on assets/books/train, L=$L, $SAMPLES windows, $ITERS iterations" >&2
+echo "== calibrate: CFZO (objective: perplexity, as in the paper) on assets/books/train, L=$L, $SAMPLES windows, $ITERS iterations" >&2
 "$CLI" calibrate --model "$MODEL" --tokenizer "$TOK" --data assets/books/train --length "$L" --method zo \
-  --granularity layer --samples "$SAMPLES" --iterations "$ITERS" --seed 0 --out "$OUT/factors.json"
+  --granularity layer --objective ppl --samples "$SAMPLES" --iterations "$ITERS" --seed 0 --out "$OUT/factors.json"
 
 echo "== evaluate on assets/books/test (pg19 protocol: 2 windows per book, loss on the last 100 tokens)" >&2
 common=(--model "$MODEL" --tokenizer "$TOK" --data assets/books/test --protocol pg19 --windows-per-doc 2

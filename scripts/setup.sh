@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(build-essential cmake ninja-build ccache pkg-config
               libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libgtest-dev
-              libutf8proc-dev libpcre2-dev libssl-dev)
+              libutf8proc-dev libpcre2-dev libssl-dev
+              clang libclang-rt-14-dev    # clang + libFuzzer / sanitizer runtimes: tests/fuzz (scripts/fuzz.sh)
+              libcairo2-dev fonts-dejavu-core)   # `report`: PNG figures (optional in CMake), their font
 # Pinned to what the GPU machine has (torch 2.11, transformers 5.17) so parity numbers compare.
 PY_PACKAGES=(torch==2.11.0 transformers==5.17.0 tokenizers safetensors numpy)
 

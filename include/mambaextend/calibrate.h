@@ -11,6 +11,7 @@
 // Scales are handled as doubles in a flat vector laid out layer after layer (1 or W values per layer); the
 // model sees base ⊙ s as float tensors, where `base` are optional fixed factors under the calibrated ones.
 #pragma once
+#include <csignal>
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
@@ -129,12 +130,16 @@ struct CalibrateOptions {
   AdamOptions adam;
   bool resume = false;
   int64_t max_iterations_this_run = -1;  // testing: stop (state saved) after this many iterations; < 0 = off
+  // Set (by a signal handler) to the signal number to stop: checked between iterations, after the state is
+  // saved, so that --resume continues exactly; nullptr = never. No factors file is written when it stops a run.
+  const volatile std::sig_atomic_t* stop_signal = nullptr;
   DtScales base;                         // fixed factors under the calibrated ones (tests); empty = none
 };
 
 struct CalibrateResult {
   nlohmann::json factors;  // the mambaextend.factors/v1 object written to `out`
-  bool complete = false;   // false when stopped by max_iterations_this_run (no factors file written)
+  bool complete = false;   // false when stopped by max_iterations_this_run or a signal (no factors file written)
+  int stopped_by_signal = 0;  // the signal number that stopped the run (0: none)
   // Wall times of this process's run (not in the factors file, which must not depend on the machine):
   double seconds = 0;                      // the whole call
   double initial_objective_seconds = 0;    // evaluating the objective at the initial scales (0 on resume)

@@ -19,6 +19,8 @@ struct Document {
 
 // Reads every document (throws DataError / IoError: missing path, empty directory, bad UTF-8, bad jsonl).
 std::vector<Document> read_corpus(const std::filesystem::path& data);
+// The records of a .jsonl file from its bytes; `path` names the file (document names and messages).
+std::vector<Document> parse_jsonl(const std::string& bytes, const std::filesystem::path& path);
 
 struct TokenizedDocument {
   std::string name;
@@ -32,5 +34,10 @@ std::vector<TokenizedDocument> tokenize_corpus(const std::filesystem::path& data
 
 // SHA-256 of a byte string, lowercase hex.
 std::string sha256_hex(const std::string& bytes);
+
+// Fingerprint of a corpus, recorded in factors files as calibration_data.sha256 and compared by eval-ppl:
+// a file's own sha256, or for a directory the sha256 of the lines "<sha256 of file>  <file name>\n" in byte
+// order of the names (LC_ALL=C sha256sum *.txt | sha256sum). `docs` is read_corpus(data).
+std::string corpus_sha256(const std::filesystem::path& data, const std::vector<Document>& docs);
 
 }  // namespace mx

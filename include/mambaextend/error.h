@@ -17,5 +17,10 @@ struct ShapeError : Error { using Error::Error; };       // tensor shapes at an 
 struct DataError : Error { using Error::Error; };        // corpora, tokenizer input, documents
 struct IoError : Error { using Error::Error; };          // open / read / write / rename failures
 struct CudaError : Error { using Error::Error; };        // CUDA runtime failures
+// A run stopped by SIGINT / SIGTERM after saving its state: the CLI exits 128 + signal (130 / 143).
+struct Interrupted : Error {
+  Interrupted(int sig, const std::string& what) : Error(what), signal(sig) {}
+  int signal;
+};
 
 }  // namespace mx

@@ -23,5 +23,11 @@ inline constexpr const char* kFactorsFormat = "mambaextend.factors/v1";
 // from the model's only logs a warning (the shape is what must agree).
 DtScales load_factors(const std::filesystem::path& path, const ModelConfig& cfg,
                       const std::string& model_config_sha256 = "");
+// The same from the file's text; `where` names it in messages (e.g. "factors file x.json").
+DtScales parse_factors(const std::string& json_text, const ModelConfig& cfg, const std::string& where,
+                       const std::string& model_config_sha256 = "");
+// calibration_data.sha256 of a factors file (corpus_sha256 of the data it was calibrated on); "" for a bare
+// list, a file without it, or a file that is not JSON.
+std::string factors_calibration_sha256(const std::filesystem::path& path);
 
 }  // namespace mx

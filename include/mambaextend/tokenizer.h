@@ -15,6 +15,8 @@ class Tokenizer {
  public:
   // Throws DataError / IoError naming the file and the field at fault.
   static Tokenizer from_file(const std::filesystem::path& tokenizer_json);
+  // The same from the bytes of a tokenizer.json; `tokenizer_json` only names it (messages, path()).
+  static Tokenizer from_json(const std::string& bytes, const std::filesystem::path& tokenizer_json);
   Tokenizer(Tokenizer&&) noexcept;
   Tokenizer& operator=(Tokenizer&&) noexcept;
   ~Tokenizer();

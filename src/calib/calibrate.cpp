@@ -60,15 +60,6 @@ std::string read_text(const fs::path& p, const char* what) {
   return ss.str();
 }
 
-// sha256 of the calibration data: a file's own sha256, or for a directory the sha256 of the lines
-// "<sha256 of file>  <file name>\n" in byte order of the names (LC_ALL=C sha256sum *.txt | sha256sum).
-std::string data_sha256(const fs::path& data, const std::vector<Document>& docs) {
-  if (!fs::is_directory(data)) return sha256_hex(read_text(data, "data file"));
-  std::string lines;
-  for (const auto& d : docs) lines += sha256_hex(d.text) + "  " + d.name + ".txt\n";
-  return sha256_hex(lines);
-}
-
 std::vector<double> layer_values(const std::vector<double>& s, const ScaleLayout& lay, int64_t l) {
   return {s.begin() + l * lay.width, s.begin() + (l + 1) * lay.width};
 }
@@ -185,7 +176,7 @@ CalibrateResult run_calibration(const CalibrateOptions& o) {
     throw UsageError(fmt::format("no tokenizer: {} does not exist; pass --tokenizer FILE", tok_path.string()));
   const Tokenizer tok = Tokenizer::from_file(tok_path);
   const auto texts = read_corpus(o.data);
-  const std::string data_sha = data_sha256(o.data, texts);
+  const std::string data_sha = corpus_sha256(o.data, texts);
   const auto docs = tokenize_corpus(o.data, tok, o.cache_dir);
   // passkey (passkey.h): CE on key + EOS of generated samples with context L, haystack = --data's train split
   // minus the evaluation split's sentences; windows differ in length by a token or two, so one per forward.
@@ -264,6 +255,10 @@ CalibrateResult run_calibration(const CalibrateOptions& o) {
     const double f0 = objective(s0);
     res.initial_objective_seconds = since(t0);
     log::info(fmt::format("initial objective ({}) on the calibration set: {:.6f}", o.objective, f0));
+    if (!std::isfinite(f0))
+      throw Error(fmt::format("calibrate: the objective ({}) of model {} at the initial scales is {} on the calibration "
+                              "windows of {}: the model's outputs are not finite (NaN / Inf weights?); refusing to "
+                              "calibrate", o.objective, o.model_dir, f0, o.data));
     state = {{"format", kStateFormat}, {"fingerprint", fingerprint}, {"initial_objective", num(f0)},
              {"optimizer", o.method == "zo" ? spsa_init(s0, f0, o.seed) : adam_init(s0, o.samples, o.seed, o.adam)}};
     write_file_atomic(state_path, state.dump() + "\n");
@@ -282,11 +277,20 @@ CalibrateResult run_calibration(const CalibrateOptions& o) {
       stopped = true;
       return false;
     }
+    if (o.stop_signal != nullptr && *o.stop_signal != 0) {  // SIGINT / SIGTERM: stop with the state just saved
+      res.stopped_by_signal = *o.stop_signal;
+      stopped = true;
+      return false;
+    }
     return true;
   };
   json& opt = state["optimizer"];
   const int64_t total_iters = o.method == "zo" ? o.spsa.iterations : o.adam.total_steps(o.samples);
   if (o.max_iterations_this_run == 0 && opt.at("iter").get<int64_t>() < total_iters) stopped = true;
+  if (o.stop_signal != nullptr && *o.stop_signal != 0 && opt.at("iter").get<int64_t>() < total_iters) {
+    res.stopped_by_signal = *o.stop_signal;  // arrived while loading or evaluating the initial objective
+    stopped = true;
+  }
   if (!stopped) {
     if (o.method == "zo") {
       spsa_run(objective, o.spsa, opt, checkpoint);

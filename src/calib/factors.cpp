@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "mambaextend/error.h"
@@ -38,6 +39,9 @@ double positive_value(const json& v, const std::string& where) {
   const double x = v.get<double>();
   if (!std::isfinite(x) || x <= 0)
     throw ConfigError(fmt::format("{}: a scale must be a positive finite number, got {}", where, v.dump()));
+  if (x > std::numeric_limits<float>::max() || x < std::numeric_limits<float>::min())
+    throw ConfigError(fmt::format("{}: scale {} is outside the float32 range of positive normal numbers", where,
+                                  v.dump()));
   return x;
 }
 
@@ -70,10 +74,22 @@ void check_model_entry(const json& m, const ModelConfig& cfg, const std::string&
 }  // namespace
 
 DtScales load_factors(const std::filesystem::path& path, const ModelConfig& cfg, const std::string& model_config_sha256) {
-  const std::string file = "factors file " + path.string();
+  return parse_factors(read_text(path), cfg, "factors file " + path.string(), model_config_sha256);
+}
+
+std::string factors_calibration_sha256(const std::filesystem::path& path) {
+  const json j = json::parse(read_text(path), nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.contains("calibration_data")) return "";
+  const json& cd = j["calibration_data"];
+  if (!cd.is_object() || !cd.contains("sha256") || !cd["sha256"].is_string()) return "";
+  return cd["sha256"].get<std::string>();
+}
+
+DtScales parse_factors(const std::string& json_text, const ModelConfig& cfg, const std::string& file,
+                       const std::string& model_config_sha256) {
   json j;
   try {
-    j = json::parse(read_text(path));
+    j = json::parse(json_text);
   } catch (const json::exception& e) {
     throw ConfigError(file + ": invalid JSON: " + e.what());
   }

@@ -318,6 +318,12 @@ Checkpoint load_checkpoint(const fs::path& dir) {
   std::map<DType, int64_t> by_dtype;
   for (const auto& [name, f] : found) {
     at::Tensor t = make_tensor(f);
+    if (t.numel() > 0 && !at::isfinite(t).all().item<bool>()) {  // loadable, but the outputs will not be finite
+      const int64_t bad = at::logical_not(at::isfinite(t)).sum().item<int64_t>();
+      log::warn(f.file->path().string() + ": tensor '" + f.rec.name + "' has " + std::to_string(bad) + " of " +
+                std::to_string(t.numel()) + " values NaN or infinite; outputs will not be finite (calibrate refuses "
+                "a non-finite objective)");
+    }
     ck.n_params += t.numel();
     by_dtype[f.rec.dtype] += t.numel();
     ck.tensors.emplace(name, std::move(t));

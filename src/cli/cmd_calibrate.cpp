@@ -8,6 +8,7 @@
 #include <sys/resource.h>
 
 #include <cmath>
+#include <csignal>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -27,6 +28,22 @@ namespace mx::cli {
 namespace {
 
 using nlohmann::json;
+
+// SIGINT / SIGTERM: the handler only records the signal; run_calibration checks it between iterations, after
+// the resume state is saved, and the command then exits 128 + signal. SA_RESETHAND: a second signal ends the
+// process at once (the state file on disk, written atomically, is then the last finished iteration's).
+volatile std::sig_atomic_t g_stop_signal = 0;
+
+extern "C" void record_stop_signal(int sig) { g_stop_signal = sig; }
+
+void install_stop_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = record_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESETHAND;
+  for (int sig : {SIGINT, SIGTERM})
+    if (sigaction(sig, &sa, nullptr) != 0) throw Error(fmt::format("calibrate: cannot install the handler of signal {}", sig));
+}
 
 struct CalibrateArgs {
   CalibrateOptions o;
@@ -100,6 +117,8 @@ void run(CalibrateArgs& a) {
   if (o.length == 0) throw UsageError("calibrate: --length L is required");
   o.spsa.iterations = a.iterations;
   o.adam.steps = a.iterations;
+  install_stop_handlers();
+  o.stop_signal = &g_stop_signal;
   const auto res = run_calibration(o);
   // Timing and peak memory of this process (stderr only: the factors file does not depend on the machine).
   double iter_sum = 0;
@@ -116,6 +135,11 @@ void run(CalibrateArgs& a) {
                         res.seconds, res.initial_objective_seconds, res.iteration_seconds.size(), iter_sum,
                         res.iteration_seconds.empty() ? 0.0 : iter_sum / static_cast<double>(res.iteration_seconds.size()),
                         ru.ru_maxrss / 1024.0, cuda_peak_mb));
+  if (res.stopped_by_signal != 0)
+    throw Interrupted(res.stopped_by_signal,
+                      fmt::format("calibrate: stopped by {} with the state saved in {}; continue with the same flags "
+                                  "and --resume", res.stopped_by_signal == SIGINT ? "SIGINT" : "SIGTERM",
+                                  resume_state_path(o.out).string()));
   if (!res.complete) return;
   print_summary(res.factors);
   log::info("factors written to " + o.out);

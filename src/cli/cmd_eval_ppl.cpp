@@ -259,6 +259,20 @@ void run_eval_ppl(EvalPplArgs a) {
     scales = load_factors(a.factors, cfg, ckpt.config_sha256);
     log::info(fmt::format("Δ scales from {}", a.factors));
   }
+  // Held-out check: a factors file records the fingerprint of its calibration data; evaluating on the same
+  // data is allowed (a user may want it) but never silent.
+  json calib_overlap = nullptr;
+  if (!a.factors.empty()) {
+    const std::string calib_sha = factors_calibration_sha256(a.factors);
+    if (!calib_sha.empty()) {
+      calib_overlap = corpus_sha256(a.data, read_corpus(a.data)) == calib_sha;
+      if (calib_overlap.get<bool>())
+        log::warn(fmt::format("--data {} is the calibration data of {} (same sha256): this perplexity is not held out",
+                              a.data, a.factors));
+      else
+        log::info(fmt::format("evaluation data {} differs from the calibration data of {}", a.data, a.factors));
+    }
+  }
   const auto docs = tokenize_corpus(a.data, tok, a.cache_dir);
   int64_t corpus_tokens = 0, longest = 0, empty_docs = 0;
   for (const auto& d : docs) {
@@ -286,7 +300,7 @@ void run_eval_ppl(EvalPplArgs a) {
     std::ifstream in(a.factors, std::ios::binary);
     std::ostringstream ss;
     ss << in.rdbuf();
-    factors = {{"path", a.factors}, {"sha256", sha256_hex(ss.str())}};
+    factors = {{"path", a.factors}, {"sha256", sha256_hex(ss.str())}, {"evaluated_on_calibration_data", calib_overlap}};
   }
   const json j = {
       {"format", "mambaextend.eval-ppl/v1"},

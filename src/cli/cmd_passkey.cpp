@@ -1,16 +1,18 @@
 // `mambaextend passkey`: the passkey retrieval grid (passkey.h, method.md §4) over --lengths × --depths with
 // the haystack from --data, optionally with calibrated Δ scales (--factors). Output: one log line per sample on
 // stderr, a depth × length table per success rule on stdout, --out JSON (cells, every sample, the protocol)
-// written atomically, and --heatmap FILE.svg.
+// written atomically, and --heatmap FILE.svg. Flags may also come from --config FILE (config_file.h; configs/).
 #include <ATen/Context.h>
 #include <fmt/format.h>
 
 #include <ctime>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <sstream>
 
 #include "cli/commands.h"
+#include "cli/config_file.h"
 #include "mambaextend/checkpoint.h"
 #include "mambaextend/corpus.h"
 #include "mambaextend/error.h"
@@ -32,6 +34,8 @@ struct PasskeyArgs {
                                   dtype = "fp32";
   uint64_t seed = 0;
   int64_t samples = 1, segment_len = 0;
+  std::string config;
+  std::map<std::string, CLI::Option*> flags;  // flag name (no dashes) -> option, for --config
 };
 
 std::vector<std::string> split_list(const std::string& s) {
@@ -151,7 +155,10 @@ void print_tables(const PasskeyReport& rep, const std::string& model_name) {
   std::fflush(stdout);
 }
 
-void run_passkey(const PasskeyArgs& a) {
+void run_passkey(PasskeyArgs& a) {
+  if (!a.config.empty()) apply_config_file(a.config, a.flags, "passkey");
+  if (a.model.empty()) throw UsageError("passkey: --model DIR is required (or key \"model\" in --config)");
+  if (a.lengths.empty()) throw UsageError("passkey: --lengths is required (or key \"lengths\" in --config)");
   PasskeyOptions opts;
   opts.lengths = parse_lengths(a.lengths);
   opts.depths = parse_depths(a.depths);
@@ -236,20 +243,22 @@ void run_passkey(const PasskeyArgs& a) {
 void register_passkey(CLI::App& app) {
   auto a = std::make_shared<PasskeyArgs>();
   auto* cmd = app.add_subcommand("passkey", "passkey retrieval grid (depths x lengths), published and strict success rules");
-  cmd->add_option("--model", a->model, "model directory (Hugging Face or state-spaces layout)")->required();
-  cmd->add_option("--lengths", a->lengths, "context lengths in tokens, comma-separated: 1024,2048,...")->required();
-  cmd->add_option("--depths", a->depths, "needle depths in [0, 1], comma-separated")->capture_default_str();
-  cmd->add_option("--data", a->data, "haystack corpus (required): a directory of .txt books, a .txt or a .jsonl; a directory with a test/ "
+  auto& f = a->flags;
+  f["model"] = cmd->add_option("--model", a->model, "model directory (Hugging Face or state-spaces layout)");
+  f["lengths"] = cmd->add_option("--lengths", a->lengths, "context lengths in tokens, comma-separated: 1024,2048,...");
+  f["depths"] = cmd->add_option("--depths", a->depths, "needle depths in [0, 1], comma-separated")->capture_default_str();
+  f["data"] = cmd->add_option("--data", a->data, "haystack corpus (required): a directory of .txt books, a .txt or a .jsonl; a directory with a test/ "
                   "split uses D/test (calibrate --objective passkey uses D/train)");
-  cmd->add_option("--factors", a->factors, "Δ-scale factors file (mambaextend.factors/v1 or a JSON array)");
-  cmd->add_option("--samples", a->samples, "samples per cell (the published protocol: 1)")->capture_default_str();
-  cmd->add_option("--seed", a->seed, "seed of the keys, haystacks and needle positions")->capture_default_str();
-  cmd->add_option("--out", a->out, "JSON report (cells, every sample, the protocol), written atomically");
-  cmd->add_option("--heatmap", a->heatmap, "depth x length heatmap, SVG");
-  cmd->add_option("--tokenizer", a->tokenizer, "tokenizer.json (default: DIR/tokenizer.json)");
-  cmd->add_option("--device", a->device, "cpu|cuda")->capture_default_str();
-  cmd->add_option("--dtype", a->dtype, "fp32|bf16 (weights and activations; the state is fp32)")->capture_default_str();
-  cmd->add_option("--segment-len", a->segment_len, "prefill segment length (default 4096 on cpu, 16384 on cuda)");
+  f["factors"] = cmd->add_option("--factors", a->factors, "Δ-scale factors file (mambaextend.factors/v1 or a JSON array)");
+  f["samples"] = cmd->add_option("--samples", a->samples, "samples per cell (the published protocol: 1)")->capture_default_str();
+  f["seed"] = cmd->add_option("--seed", a->seed, "seed of the keys, haystacks and needle positions")->capture_default_str();
+  f["out"] = cmd->add_option("--out", a->out, "JSON report (cells, every sample, the protocol), written atomically");
+  f["heatmap"] = cmd->add_option("--heatmap", a->heatmap, "depth x length heatmap, SVG");
+  f["tokenizer"] = cmd->add_option("--tokenizer", a->tokenizer, "tokenizer.json (default: DIR/tokenizer.json)");
+  f["device"] = cmd->add_option("--device", a->device, "cpu|cuda")->capture_default_str();
+  f["dtype"] = cmd->add_option("--dtype", a->dtype, "fp32|bf16 (weights and activations; the state is fp32)")->capture_default_str();
+  f["segment-len"] = cmd->add_option("--segment-len", a->segment_len, "prefill segment length (default 4096 on cpu, 16384 on cuda)");
+  cmd->add_option("--config", a->config, "JSON file with the same keys as the flags (flags override it); see configs/");
   cmd->callback([a] { run_passkey(*a); });
 }
 

@@ -13,5 +13,6 @@ void register_calibrate(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_passkey(CLI::App& app);
 void register_bench(CLI::App& app);
+void register_report(CLI::App& app);
 
 }  // namespace mx::cli

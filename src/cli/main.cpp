@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   mx::cli::register_generate(app);
   mx::cli::register_passkey(app);
   mx::cli::register_calibrate(app);
+  mx::cli::register_report(app);
 
   try {
     app.parse(argc, argv);
@@ -35,6 +36,9 @@ int main(int argc, char** argv) {
   } catch (const mx::UsageError& e) {
     mx::log::error(e.what());
     return 2;
+  } catch (const mx::Interrupted& e) {  // calibrate stopped by SIGINT / SIGTERM with its state saved
+    mx::log::warn(e.what());
+    return 128 + e.signal;
   } catch (const std::exception& e) {
     mx::log::error(e.what());
     return 1;

@@ -49,8 +49,9 @@ Document read_txt(const fs::path& path) {
   return doc;
 }
 
-std::vector<Document> read_jsonl(const fs::path& path) {
-  const std::string bytes = read_file(path);
+}  // namespace
+
+std::vector<Document> parse_jsonl(const std::string& bytes, const fs::path& path) {
   check_utf8(path, bytes);
   std::vector<Document> docs;
   const std::string stem = path.stem().string();
@@ -79,8 +80,6 @@ std::vector<Document> read_jsonl(const fs::path& path) {
   return docs;
 }
 
-}  // namespace
-
 std::vector<Document> read_corpus(const fs::path& data) {
   std::error_code ec;
   const fs::file_status st = fs::status(data, ec);
@@ -102,8 +101,15 @@ std::vector<Document> read_corpus(const fs::path& data) {
     return docs;
   }
   if (data.extension() == ".txt") return {read_txt(data)};
-  if (data.extension() == ".jsonl") return read_jsonl(data);
+  if (data.extension() == ".jsonl") return parse_jsonl(read_file(data), data);
   throw DataError("data path " + data.string() + " is neither a directory of .txt files, a .txt file nor a .jsonl file");
+}
+
+std::string corpus_sha256(const fs::path& data, const std::vector<Document>& docs) {
+  if (!fs::is_directory(data)) return sha256_hex(read_file(data));
+  std::string lines;
+  for (const auto& d : docs) lines += sha256_hex(d.text) + "  " + d.name + ".txt\n";
+  return sha256_hex(lines);
 }
 
 std::vector<TokenizedDocument> tokenize_corpus(const fs::path& data, const Tokenizer& tok, const fs::path& cache_dir) {

@@ -42,7 +42,7 @@ uint32_t byte_swap(uint32_t v) {
 void write_u32_atomic(const std::filesystem::path& path, const std::vector<uint32_t>& ids) {
   std::string bytes(ids.size() * sizeof(uint32_t), '\0');
   if (host_is_little_endian()) {
-    std::memcpy(bytes.data(), ids.data(), bytes.size());
+    if (!ids.empty()) std::memcpy(bytes.data(), ids.data(), bytes.size());  // (no ids: data() may be null)
   } else {
     for (size_t i = 0; i < ids.size(); ++i) {
       const uint32_t v = byte_swap(ids[i]);
@@ -69,7 +69,7 @@ bool read_u32(const std::filesystem::path& path, std::vector<uint32_t>& ids) {
   ::close(fd);
   if (!ok || bytes.size() % 4 != 0) return false;
   ids.resize(bytes.size() / 4);
-  std::memcpy(ids.data(), bytes.data(), bytes.size());
+  if (!bytes.empty()) std::memcpy(ids.data(), bytes.data(), bytes.size());  // (an empty document: data() may be null)
   if (!host_is_little_endian()) std::transform(ids.begin(), ids.end(), ids.begin(), byte_swap);
   return true;
 }

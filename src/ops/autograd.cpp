@@ -4,8 +4,7 @@
 // Only the activations, the incoming state and the Δ scale get gradients; weight slots return undefined.
 // This is the only translation unit that includes the custom-function header (it is heavy to compile).
 // Devices: CPU inputs use the CPU references; with MX_WITH_CUDA, CUDA inputs of selective_scan and
-// causal_conv1d use the CUDA backward kernels (src/ops/*_cuda.cpp, same conventions). ssd_scan has no CUDA
-// path yet and refuses CUDA inputs.
+// causal_conv1d and ssd_scan use the CUDA backward kernels (src/ops/*_cuda.cpp, same conventions).
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
 #include <torch/csrc/autograd/custom_function.h>
@@ -17,6 +16,7 @@
 #include "ref/ref_bwd.h"
 #ifdef MX_WITH_CUDA
 #include "ops/cuda_ops.h"
+#include "ops/cuda_ops_ssd.h"
 #endif
 
 namespace mx::ops::detail {
@@ -84,7 +84,7 @@ struct SsdScanFn : torch::autograd::Function<SsdScanFn> {
                                const at::Tensor& dt_bias, const at::Tensor& dt_scale, double dt_min, double dt_max,
                                const at::Tensor& A, const at::Tensor& Bm, const at::Tensor& Cm, const at::Tensor& D,
                                const at::Tensor& h0) {
-    require_backward_device(x, "ssd_scan", false);
+    require_backward_device(x, "ssd_scan", true);
     at::Tensor h = h0.clone();  // (B, H, P, N)
     auto y = ssd_scan_forward(x, dt_raw, dt_bias, dt_scale, dt_min, dt_max, A, Bm, Cm, D, h);
     ctx->save_for_backward({x, dt_raw, dt_bias, dt_scale, A, Bm, Cm, D, h0});
@@ -95,7 +95,13 @@ struct SsdScanFn : torch::autograd::Function<SsdScanFn> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto s = ctx->get_saved_variables();
     const double lo = ctx->saved_data["dt_min"].toDouble(), hi = ctx->saved_data["dt_max"].toDouble();
+#ifdef MX_WITH_CUDA
+    auto g = s[0].is_cuda()
+                 ? ssd_scan_bwd_cuda(s[0], s[1], s[2], s[3], lo, hi, s[4], s[5], s[6], s[7], s[8], grads[0], grads[1])
+                 : ref::ssd_scan_bwd(s[0], s[1], s[2], s[3], lo, hi, s[4], s[5], s[6], s[7], s[8], grads[0], grads[1]);
+#else
     auto g = ref::ssd_scan_bwd(s[0], s[1], s[2], s[3], lo, hi, s[4], s[5], s[6], s[7], s[8], grads[0], grads[1]);
+#endif
     // One entry per forward argument (the two doubles included); needs_input_grad counts tensors only.
     return {if_needed(ctx, 0, g.dx), if_needed(ctx, 1, g.ddt_raw), at::Tensor(), if_needed(ctx, 3, g.dscale),
             at::Tensor(), at::Tensor(), at::Tensor(), if_needed(ctx, 5, g.dB), if_needed(ctx, 6, g.dC),

@@ -15,7 +15,8 @@ at::Tensor rmsnorm(const at::Tensor& x, const at::Tensor& w, double eps) {
   detail::check_shape(w, {x.size(-1)}, "rmsnorm", "weight");
   detail::check_same_device(x, w, "rmsnorm", "weight");
 #ifdef MX_WITH_CUDA
-  if (x.is_cuda()) return rmsnorm_cuda(x, w, eps);
+  // The kernel has no backward: with gradients required (CFBP), the ATen expression below (autograd) runs.
+  if (x.is_cuda() && !detail::wants_grad({&x})) return rmsnorm_cuda(x, w, eps);
 #endif
   return ref::rmsnorm(x, w, eps);
 }

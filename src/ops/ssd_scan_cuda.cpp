@@ -2,7 +2,7 @@
 // x, B, C are narrow()s of the conv output and dt a narrow() of the in_proj output: they are passed as strided
 // views (no copy) when the last dimension is contiguous and rows are 16-byte aligned, as the kernels' vector
 // loads need; otherwise they are made contiguous first. Workspace comes from the caching allocator.
-// float64 and unsupported shapes run the CPU reference on host copies (forward) or throw (backward).
+// float64 and unsupported shapes run the CPU reference on host copies (forward and backward, warned once).
 #include <ATen/ATen.h>
 
 #include "ops/check.h"
@@ -17,6 +17,7 @@ namespace {
 using namespace cuda_detail;
 
 std::atomic<bool> g_warned_fallback{false};
+std::atomic<bool> g_warned_bwd_fallback{false};
 
 bool supported(const at::Tensor& x, const at::Tensor& Bm) {
   return x.scalar_type() != at::kDouble && kern::ssd_supported(x.size(3), Bm.size(3));
@@ -118,9 +119,16 @@ ref::SsdScanGrads ssd_scan_bwd_cuda(const at::Tensor& x_in, const at::Tensor& dt
   if (!x_in.is_cuda()) throw ShapeError(std::string(op) + ": x must be a CUDA tensor, got " + x_in.device().str());
   for (const at::Tensor* t : {&dt_raw, &dt_bias, &dt_scale, &A, &Bm, &Cm, &D, &h0, &dy, &dhT})
     detail::check_same_device(x_in, *t, op, "all inputs");
-  if (!supported(x_in, Bm))
-    throw UsageError(fmt::format("{}: no CUDA kernel for {} with head dim {} and d_state {} (use ref::ssd_scan_bwd)",
-                                 op, c10::toString(x_in.scalar_type()), P, N));
+  if (!supported(x_in, Bm)) {
+    warn_once(g_warned_bwd_fallback,
+              fmt::format("{}: no CUDA kernel for {} with head dim {} and d_state {}; running the CPU reference "
+                          "on host copies", op, c10::toString(x_in.scalar_type()), P, N));
+    auto c = [](const at::Tensor& t) { return t.defined() ? t.cpu() : t; };
+    auto g = ref::ssd_scan_bwd(c(x_in), c(dt_raw), c(dt_bias), c(dt_scale), dt_min, dt_max, c(A), c(Bm), c(Cm), c(D),
+                               c(h0), c(dy), c(dhT));
+    auto back = [&](const at::Tensor& t) { return t.defined() ? t.to(x_in.device()) : t; };
+    return {back(g.dx), back(g.ddt_raw), back(g.dB), back(g.dC), back(g.dh0), back(g.dscale)};
+  }
   if (B == 0 || L == 0 || H == 0) throw ShapeError(std::string(op) + ": empty input");
   const c10::cuda::CUDAGuard guard(x_in.device());
   Prepared p = prepare(x_in, dt_raw, dt_bias, dt_scale, dt_min, dt_max, A, Bm, Cm, D);

@@ -30,6 +30,9 @@ using nlohmann::json;
 }
 
 std::string read_bytes(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    throw IoError("tokenizer file " + path.string() + " is a directory, expected a tokenizer.json file");
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     throw IoError("cannot open tokenizer file " + path.string() +
@@ -88,7 +91,11 @@ std::unordered_map<std::string, uint32_t> parse_model(const std::filesystem::pat
   for (const auto& [token, id_json] : vit->items()) {
     if (!id_json.is_number_unsigned()) fail(path, "model.vocab[\"" + token + "\"] is not a non-negative integer");
     const uint64_t id = id_json.get<uint64_t>();
-    if (id >= (1u << 31)) fail(path, "model.vocab[\"" + token + "\"] = " + std::to_string(id) + " is too large");
+    // Ids index a dense table: a sparse id would allocate for every id below it (found by fuzz_tokenizer_json:
+    // one id of ~10^9 asked for 33 GB). Real vocabularies are dense; up to 65536 unused ids are tolerated.
+    if (id >= vit->size() + 65536)
+      fail(path, "model.vocab[\"" + token.substr(0, 80) + "\"] = " + std::to_string(id) + " is far beyond the " +
+                     std::to_string(vit->size()) + " entries of model.vocab (ids must be dense)");
     by_string[token] = static_cast<uint32_t>(id);
     std::string bytes;
     if (!tok::byte_level_decode(token, bytes)) bytes = token;  // not byte-level: BPE can never produce it
@@ -156,6 +163,7 @@ void parse_added_tokens(const std::filesystem::path& path, const json& j,
   if (it == j.end() || it->is_null()) return;
   if (!it->is_array()) fail(path, "field 'added_tokens' is not an array");
   std::unordered_map<std::string, uint32_t> content_to_id;
+  uint32_t max_id = 0;  // the largest id in content_to_id
   std::unordered_map<uint32_t, size_t> index_of;  // id -> position in impl.added
   std::vector<std::string> specials, others;      // contents, in HF's trie order
   const auto model_size = static_cast<uint32_t>(vocab.size());
@@ -182,14 +190,13 @@ void parse_added_tokens(const std::filesystem::path& path, const json& j,
       a.id = c->second;
     } else if (const auto v = vocab.find(a.content); v != vocab.end()) {
       a.id = v->second;
-    } else {
-      uint32_t max_id = 0;
-      for (const auto& [content, id] : content_to_id) max_id = std::max(max_id, id);
+    } else {  // (max_id: the largest id in content_to_id, kept as it grows; a rescan per token was quadratic)
       a.id = (!content_to_id.empty() && (max_id >= model_size || model_size == 0)) ? max_id + 1 : model_size;
     }
     const bool seen = content_to_id.count(a.content) > 0;
     const bool seen_special = std::find(specials.begin(), specials.end(), a.content) != specials.end();
     content_to_id[a.content] = a.id;
+    max_id = std::max(max_id, a.id);
     if (a.special && !seen_special) specials.push_back(a.content);
     if (!a.special && !seen_special && !seen) others.push_back(a.content);
     if (const auto k = index_of.find(a.id); k != index_of.end()) {
@@ -222,9 +229,12 @@ void parse_added_tokens(const std::filesystem::path& path, const json& j,
 }  // namespace
 
 Tokenizer Tokenizer::from_file(const std::filesystem::path& tokenizer_json) {
+  return from_json(read_bytes(tokenizer_json), tokenizer_json);
+}
+
+Tokenizer Tokenizer::from_json(const std::string& bytes, const std::filesystem::path& tokenizer_json) {
   auto impl = std::make_unique<Impl>();
   impl->path = tokenizer_json;
-  const std::string bytes = read_bytes(tokenizer_json);
   impl->sha256 = sha256_hex(bytes);
   json j;
   try {

@@ -18,6 +18,11 @@ void write_file_atomic(const fs::path& path, const std::string& bytes) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec))
     throw IoError(path.string() + ": cannot write: directory " + dir.string() + " does not exist");
+  // Renaming over a device, FIFO, socket or directory would replace it (e.g. --out /dev/full run as root): refuse.
+  const fs::file_status st = fs::status(path, ec);
+  if (fs::exists(st) && !fs::is_regular_file(st))
+    throw IoError(path.string() + ": cannot write: it exists and is not a regular file (" +
+                  (fs::is_directory(st) ? "a directory" : "a device, FIFO or socket") + ")");
   std::random_device rd;
   const fs::path tmp = dir / ("." + path.filename().string() + ".tmp." + std::to_string(::getpid()) + "." +
                               std::to_string(rd()));

@@ -486,6 +486,28 @@ TEST_F(EvalPplCli, ResultsTableJsonAndLengthsNoDocumentReaches) {
                         1, "3 layers of scales, but the model (mamba1) has 8 layers");
 }
 
+// Factors calibrated on one corpus: eval-ppl on that corpus warns and records it; on other data it does not.
+TEST_F(EvalPplCli, FlagsEvaluationOnTheCalibrationData) {
+  const auto other = dir_.path() / "other";
+  fs::create_directories(other);
+  std::ofstream(other / "b.txt", std::ios::binary) << mx::test::read_file(dir_.path() / "data" / "a.txt").substr(0, 6000)
+                                                   << "\nA different ending.\n";
+  const auto factors = dir_.path() / "f.json";
+  const auto cal = run("calibrate --model '" + model_.string() + "' --tokenizer '" + tokenizer_path().string() +
+                       "' --data '" + (dir_.path() / "data").string() + "' --length 64 --samples 1 --iterations 1 " +
+                       "--pred-len 10 --out '" + factors.string() + "'");
+  ASSERT_EQ(cal.rc, 0) << cal.err;
+  for (const auto& [data, same] : {std::pair{dir_.path() / "data", true}, std::pair{other, false}}) {
+    const auto out = dir_.path() / "held.json";
+    const auto r = run(base(data) + " --lengths 64 --pred-len 10 --windows-per-doc 1 --factors '" + factors.string() +
+                       "' --out '" + out.string() + "'");
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(r.err.find("is the calibration data of") != std::string::npos, same) << r.err;
+    const json j = json::parse(mx::test::read_file(out));
+    EXPECT_EQ(j.at("factors").at("evaluated_on_calibration_data"), same) << data;
+  }
+}
+
 TEST_F(EvalPplCli, ConfigFileWithFlagsOverriding) {
   const auto cfg = dir_.path() / "cfg.json";
   const auto out = dir_.path() / "c.json";
