@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "cli/commands.h"
+#include "cli/config_file.h"
 #include "mambaextend/calibrate.h"
 #include "mambaextend/error.h"
 #include "mambaextend/log.h"
@@ -52,42 +53,6 @@ struct CalibrateArgs {
   std::map<std::string, CLI::Option*> flags;  // flag name (no dashes) -> option
 };
 
-// Applies --config: each key sets its flag unless the command line gave that flag.
-void apply_config(CalibrateArgs& a) {
-  std::ifstream in(a.config, std::ios::binary);
-  if (!in) throw IoError("--config: cannot open " + a.config);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  json j;
-  try {
-    j = json::parse(ss.str());
-  } catch (const json::exception& e) {
-    throw ConfigError("--config " + a.config + ": invalid JSON: " + e.what());
-  }
-  if (!j.is_object()) throw ConfigError("--config " + a.config + ": expected a JSON object of flag names to values");
-  for (const auto& [raw_key, v] : j.items()) {
-    std::string key = raw_key;
-    for (auto& c : key)
-      if (c == '_') c = '-';
-    const auto flag = a.flags.find(key);
-    if (flag == a.flags.end() || key == "config")
-      throw ConfigError(fmt::format("--config {}: unknown key \"{}\" (keys are the calibrate flag names)", a.config, raw_key));
-    if (flag->second->count() > 0) continue;  // the command line wins
-    std::string text;
-    if (v.is_string()) text = v.get<std::string>();
-    else if (v.is_boolean()) text = v.get<bool>() ? "true" : "false";
-    else if (v.is_number()) text = v.dump();
-    else throw ConfigError(fmt::format("--config {}: key \"{}\" must be a string, number or boolean, got {}", a.config,
-                                       raw_key, v.dump()));
-    try {
-      flag->second->add_result(text);
-      flag->second->run_callback();
-    } catch (const CLI::ParseError& e) {
-      throw ConfigError(fmt::format("--config {}: key \"{}\": {}", a.config, raw_key, e.what()));
-    }
-  }
-}
-
 void print_summary(const json& f) {
   const auto& obj = f.at("objective");
   auto val = [](const json& x) { return x.is_null() ? std::string("n/a") : fmt::format("{:.6f}", x.get<double>()); };
@@ -110,7 +75,7 @@ void print_summary(const json& f) {
 }
 
 void run(CalibrateArgs& a) {
-  if (!a.config.empty()) apply_config(a);
+  if (!a.config.empty()) apply_config_file(a.config, a.flags, "calibrate");
   auto& o = a.o;
   if (o.model_dir.empty()) throw UsageError("calibrate: --model DIR is required");
   if (o.data.empty()) throw UsageError("calibrate: --data PATH is required (calibration data: not the evaluation split)");

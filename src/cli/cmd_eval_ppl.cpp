@@ -20,6 +20,7 @@
 #include <sstream>
 
 #include "cli/commands.h"
+#include "cli/config_file.h"
 #include "mambaextend/checkpoint.h"
 #include "mambaextend/corpus.h"
 #include "mambaextend/error.h"
@@ -43,65 +44,6 @@ struct EvalPplArgs {
   int64_t max_docs = 0, windows_per_doc = 10, pred_len = 100, segment_len = 0, batch = 0;
   std::map<std::string, CLI::Option*> flags;  // flag name (no dashes) -> option, to see what the command line set
 };
-
-// ---- --config --------------------------------------------------------------------------------------------
-
-std::string json_string(const json& v, const std::string& key) {
-  if (!v.is_string()) throw ConfigError(fmt::format("--config: key \"{}\" must be a string, got {}", key, v.dump()));
-  return v.get<std::string>();
-}
-
-int64_t json_int(const json& v, const std::string& key) {
-  if (!v.is_number_integer())
-    throw ConfigError(fmt::format("--config: key \"{}\" must be an integer, got {}", key, v.dump()));
-  return v.get<int64_t>();
-}
-
-void apply_config(EvalPplArgs& a) {
-  std::ifstream in(a.config, std::ios::binary);
-  if (!in) throw IoError("--config: cannot open " + a.config);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  json j;
-  try {
-    j = json::parse(ss.str());
-  } catch (const json::exception& e) {
-    throw ConfigError("--config " + a.config + ": invalid JSON: " + e.what());
-  }
-  if (!j.is_object()) throw ConfigError("--config " + a.config + ": expected a JSON object of flag names to values");
-  std::map<std::string, std::string*> strings = {
-      {"model", &a.model},         {"data", &a.data},         {"protocol", &a.protocol}, {"factors", &a.factors},
-      {"tokenizer", &a.tokenizer}, {"device", &a.device},     {"dtype", &a.dtype},       {"out", &a.out},
-      {"cache-dir", &a.cache_dir}};
-  std::map<std::string, int64_t*> ints = {{"max-docs", &a.max_docs},       {"windows-per-doc", &a.windows_per_doc},
-                                          {"pred-len", &a.pred_len},       {"segment-len", &a.segment_len},
-                                          {"batch", &a.batch}};
-  for (const auto& [raw_key, v] : j.items()) {
-    std::string key = raw_key;
-    for (auto& c : key)
-      if (c == '_') c = '-';
-    const auto flag = a.flags.find(key);
-    if (flag == a.flags.end() || key == "config")
-      throw ConfigError(fmt::format("--config {}: unknown key \"{}\" (keys are the eval-ppl flag names)", a.config,
-                                    raw_key));
-    if (flag->second->count() > 0) continue;  // the command line wins
-    if (key == "lengths") {
-      if (v.is_array()) {
-        std::string s;
-        for (const auto& x : v) s += (s.empty() ? "" : ",") + std::to_string(json_int(x, "lengths"));
-        a.lengths = s;
-      } else if (v.is_number_integer()) {
-        a.lengths = std::to_string(v.get<int64_t>());
-      } else {
-        a.lengths = json_string(v, "lengths");
-      }
-    } else if (strings.count(key)) {
-      *strings[key] = json_string(v, raw_key);
-    } else {
-      *ints.at(key) = json_int(v, raw_key);
-    }
-  }
-}
 
 // ---- argument checks ------------------------------------------------------------------------------------
 
@@ -211,8 +153,8 @@ void print_table(const PerplexityReport& rep, const std::string& model_name) {
   std::fflush(stdout);
 }
 
-void run_eval_ppl(EvalPplArgs a) {
-  if (!a.config.empty()) apply_config(a);
+void run_eval_ppl(EvalPplArgs& a) {
+  if (!a.config.empty()) apply_config_file(a.config, a.flags, "eval-ppl");
   for (const auto& [name, value] : {std::pair<const char*, const std::string*>{"model", &a.model},
                                     {"data", &a.data}, {"lengths", &a.lengths}})
     if (value->empty()) throw UsageError(fmt::format("eval-ppl: --{} is required (or key \"{}\" in --config)", name, name));
