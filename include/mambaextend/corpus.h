@@ -31,6 +31,9 @@ struct TokenizedDocument {
 // $XDG_CACHE_HOME/mambaextend, else ~/.cache/mambaextend). A second call does not tokenize again.
 std::vector<TokenizedDocument> tokenize_corpus(const std::filesystem::path& data, const Tokenizer& tok,
                                                const std::filesystem::path& cache_dir = {});
+// The same for documents already read with read_corpus (callers that also need the texts read them once).
+std::vector<TokenizedDocument> tokenize_corpus(const std::vector<Document>& docs, const Tokenizer& tok,
+                                               const std::filesystem::path& cache_dir = {});
 
 // SHA-256 of a byte string, lowercase hex.
 std::string sha256_hex(const std::string& bytes);

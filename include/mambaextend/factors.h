@@ -26,8 +26,10 @@ DtScales load_factors(const std::filesystem::path& path, const ModelConfig& cfg,
 // The same from the file's text; `where` names it in messages (e.g. "factors file x.json").
 DtScales parse_factors(const std::string& json_text, const ModelConfig& cfg, const std::string& where,
                        const std::string& model_config_sha256 = "");
-// calibration_data.sha256 of a factors file (corpus_sha256 of the data it was calibrated on); "" for a bare
-// list, a file without it, or a file that is not JSON.
-std::string factors_calibration_sha256(const std::filesystem::path& path);
+// The bytes of a factors file (IoError: missing, a directory, unreadable), for parse_factors.
+std::string read_factors_text(const std::filesystem::path& path);
+// calibration_data.sha256 of a factors file's text (corpus_sha256 of the data it was calibrated on); "" for a
+// bare list, a file without it, or text that is not JSON.
+std::string factors_calibration_sha256(const std::string& json_text);
 
 }  // namespace mx

@@ -9,4 +9,7 @@ namespace mx {
 
 void write_file_atomic(const std::filesystem::path& path, const std::string& bytes);
 
+// The current time as ISO 8601 UTC ("2026-11-24T19:30:00Z"): the "created" field of the JSON files written.
+std::string utc_now();
+
 }  // namespace mx

@@ -43,15 +43,6 @@ constexpr const char* kStateFormat = "mambaextend.calibrate-state/v1";
 
 json num(double x) { return std::isfinite(x) ? json(x) : json(nullptr); }
 
-std::string utc_now() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 std::string read_text(const fs::path& p, const char* what) {
   std::ifstream in(p, std::ios::binary);
   if (!in) throw IoError(fmt::format("cannot open {} {}", what, p.string()));
@@ -177,7 +168,7 @@ CalibrateResult run_calibration(const CalibrateOptions& o) {
   const Tokenizer tok = Tokenizer::from_file(tok_path);
   const auto texts = read_corpus(o.data);
   const std::string data_sha = corpus_sha256(o.data, texts);
-  const auto docs = tokenize_corpus(o.data, tok, o.cache_dir);
+  const auto docs = tokenize_corpus(texts, tok, o.cache_dir);
   // passkey (passkey.h): CE on key + EOS of generated samples with context L, haystack = --data's train split
   // minus the evaluation split's sentences; windows differ in length by a token or two, so one per forward.
   const bool passkey = o.objective == "passkey";

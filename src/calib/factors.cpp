@@ -16,11 +16,7 @@
 
 namespace mx {
 
-namespace {
-
-using nlohmann::json;
-
-std::string read_text(const std::filesystem::path& path) {
+std::string read_factors_text(const std::filesystem::path& path) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) throw IoError("factors file " + path.string() + " does not exist");
   if (std::filesystem::is_directory(path, ec))
@@ -32,6 +28,10 @@ std::string read_text(const std::filesystem::path& path) {
   if (in.bad()) throw IoError("cannot read factors file " + path.string());
   return ss.str();
 }
+
+namespace {
+
+using nlohmann::json;
 
 double positive_value(const json& v, const std::string& where) {
   if (!v.is_number())
@@ -74,11 +74,11 @@ void check_model_entry(const json& m, const ModelConfig& cfg, const std::string&
 }  // namespace
 
 DtScales load_factors(const std::filesystem::path& path, const ModelConfig& cfg, const std::string& model_config_sha256) {
-  return parse_factors(read_text(path), cfg, "factors file " + path.string(), model_config_sha256);
+  return parse_factors(read_factors_text(path), cfg, "factors file " + path.string(), model_config_sha256);
 }
 
-std::string factors_calibration_sha256(const std::filesystem::path& path) {
-  const json j = json::parse(read_text(path), nullptr, /*allow_exceptions=*/false);
+std::string factors_calibration_sha256(const std::string& json_text) {
+  const json j = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object() || !j.contains("calibration_data")) return "";
   const json& cd = j["calibration_data"];
   if (!cd.is_object() || !cd.contains("sha256") || !cd["sha256"].is_string()) return "";

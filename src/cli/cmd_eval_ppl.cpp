@@ -20,6 +20,7 @@
 #include <sstream>
 
 #include "cli/commands.h"
+#include "cli/device.h"
 #include "cli/config_file.h"
 #include "mambaextend/checkpoint.h"
 #include "mambaextend/corpus.h"
@@ -76,15 +77,6 @@ fs::path resolve_tokenizer(const EvalPplArgs& a) {
   if (fs::is_regular_file(p, ec)) return p;
   throw UsageError(fmt::format("no tokenizer: {} does not exist; pass --tokenizer FILE (a Hugging Face "
                                "tokenizer.json)", p.string()));
-}
-
-std::string utc_now() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
 }
 
 double peak_rss_mb() {
@@ -161,8 +153,6 @@ void run_eval_ppl(EvalPplArgs& a) {
   EvalOptions opts;
   opts.protocol = parse_protocol(a.protocol);
   opts.lengths = parse_lengths(a.lengths);
-  if (a.device != "cpu" && a.device != "cuda")
-    throw UsageError("--device '" + a.device + "' is not one of cpu, cuda");
   if (a.dtype != "fp32" && a.dtype != "bf16") throw UsageError("--dtype '" + a.dtype + "' is not one of fp32, bf16");
   if (a.max_docs < 0) throw UsageError(fmt::format("--max-docs {} must be at least 1 (0: all documents)", a.max_docs));
   if (a.segment_len < 0) throw UsageError(fmt::format("--segment-len {} must be positive (0: default)", a.segment_len));
@@ -180,14 +170,7 @@ void run_eval_ppl(EvalPplArgs& a) {
     if (!fs::is_directory(dir, ec))
       throw IoError(fmt::format("--out {}: directory {} does not exist", a.out, dir.string()));
   }
-  const c10::Device device(a.device == "cuda" ? c10::kCUDA : c10::kCPU);
-  if (device.is_cuda()) {
-#ifndef MX_WITH_CUDA
-    throw UsageError("--device cuda: this build of mambaextend has no CUDA kernels (configured with "
-                     "-DMAMBAEXTEND_CUDA=OFF); use --device cpu or a CUDA build");
-#endif
-    if (!at::hasCUDA()) throw UsageError("--device cuda: no CUDA device is available on this machine; use --device cpu");
-  }
+  const c10::Device device = parse_device(a.device);
   const fs::path tok_path = resolve_tokenizer(a);
 
   const Tokenizer tok = Tokenizer::from_file(tok_path);
@@ -197,17 +180,20 @@ void run_eval_ppl(EvalPplArgs& a) {
   log::info(fmt::format("model {}: {} {} layers, d_model {}, {} parameters ({}), {} {}", a.model, arch_name(cfg.arch),
                         cfg.n_layer, cfg.d_model, ckpt.n_params, dtype_name(ckpt.dtype), device.str(), a.dtype));
   DtScales scales;
+  std::string factors_text;
   if (!a.factors.empty()) {
-    scales = load_factors(a.factors, cfg, ckpt.config_sha256);
+    factors_text = read_factors_text(a.factors);
+    scales = parse_factors(factors_text, cfg, "factors file " + a.factors, ckpt.config_sha256);
     log::info(fmt::format("Δ scales from {}", a.factors));
   }
+  const auto texts = read_corpus(a.data);
   // Held-out check: a factors file records the fingerprint of its calibration data; evaluating on the same
   // data is allowed (a user may want it) but never silent.
   json calib_overlap = nullptr;
   if (!a.factors.empty()) {
-    const std::string calib_sha = factors_calibration_sha256(a.factors);
+    const std::string calib_sha = factors_calibration_sha256(factors_text);
     if (!calib_sha.empty()) {
-      calib_overlap = corpus_sha256(a.data, read_corpus(a.data)) == calib_sha;
+      calib_overlap = corpus_sha256(a.data, texts) == calib_sha;
       if (calib_overlap.get<bool>())
         log::warn(fmt::format("--data {} is the calibration data of {} (same sha256): this perplexity is not held out",
                               a.data, a.factors));
@@ -215,7 +201,7 @@ void run_eval_ppl(EvalPplArgs& a) {
         log::info(fmt::format("evaluation data {} differs from the calibration data of {}", a.data, a.factors));
     }
   }
-  const auto docs = tokenize_corpus(a.data, tok, a.cache_dir);
+  const auto docs = tokenize_corpus(texts, tok, a.cache_dir);
   int64_t corpus_tokens = 0, longest = 0, empty_docs = 0;
   for (const auto& d : docs) {
     corpus_tokens += static_cast<int64_t>(d.ids.size());
@@ -239,10 +225,7 @@ void run_eval_ppl(EvalPplArgs& a) {
   for (const auto& r : rep.results) results.push_back(length_result_json(r));
   json factors = nullptr;
   if (!a.factors.empty()) {
-    std::ifstream in(a.factors, std::ios::binary);
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    factors = {{"path", a.factors}, {"sha256", sha256_hex(ss.str())}, {"evaluated_on_calibration_data", calib_overlap}};
+    factors = {{"path", a.factors}, {"sha256", sha256_hex(factors_text)}, {"evaluated_on_calibration_data", calib_overlap}};
   }
   const json j = {
       {"format", "mambaextend.eval-ppl/v1"},

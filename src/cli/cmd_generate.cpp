@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "cli/device.h"
 #include "mambaextend/checkpoint.h"
 #include "mambaextend/error.h"
 #include "mambaextend/factors.h"
@@ -31,19 +32,6 @@ struct GenerateArgs {
   double temperature = 0, top_p = 1;
   uint64_t seed = 0;
 };
-
-c10::Device parse_device(const std::string& device) {
-  if (device != "cpu" && device != "cuda") throw UsageError("--device '" + device + "' is not one of cpu, cuda");
-  if (device == "cuda") {
-#ifndef MX_WITH_CUDA
-    throw UsageError("--device cuda: this build of mambaextend has no CUDA kernels (configured with "
-                     "-DMAMBAEXTEND_CUDA=OFF); use --device cpu or a CUDA build");
-#endif
-    if (!at::hasCUDA()) throw UsageError("--device cuda: no CUDA device is available on this machine; use --device cpu");
-    return c10::Device(c10::kCUDA);
-  }
-  return c10::Device(c10::kCPU);
-}
 
 void run_generate(const GenerateArgs& a) {
   GenerateOptions opts;

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "cli/commands.h"
+#include "cli/device.h"
 #include "cli/config_file.h"
 #include "mambaextend/checkpoint.h"
 #include "mambaextend/corpus.h"
@@ -82,33 +83,11 @@ std::vector<double> parse_depths(const std::string& s) {
   return out;
 }
 
-c10::Device parse_device(const std::string& device) {
-  if (device != "cpu" && device != "cuda") throw UsageError("--device '" + device + "' is not one of cpu, cuda");
-  if (device == "cuda") {
-#ifndef MX_WITH_CUDA
-    throw UsageError("--device cuda: this build of mambaextend has no CUDA kernels (configured with "
-                     "-DMAMBAEXTEND_CUDA=OFF); use --device cpu or a CUDA build");
-#endif
-    if (!at::hasCUDA()) throw UsageError("--device cuda: no CUDA device is available on this machine; use --device cpu");
-    return c10::Device(c10::kCUDA);
-  }
-  return c10::Device(c10::kCPU);
-}
-
 void check_out_dir(const std::string& flag, const std::string& path) {
   if (path.empty()) return;
   const fs::path dir = fs::path(path).has_parent_path() ? fs::path(path).parent_path() : fs::path(".");
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) throw IoError(fmt::format("{} {}: directory {} does not exist", flag, path, dir.string()));
-}
-
-std::string utc_now() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
 }
 
 void print_tables(const PasskeyReport& rep, const std::string& model_name) {

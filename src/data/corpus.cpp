@@ -112,10 +112,15 @@ std::string corpus_sha256(const fs::path& data, const std::vector<Document>& doc
   return sha256_hex(lines);
 }
 
-std::vector<TokenizedDocument> tokenize_corpus(const fs::path& data, const Tokenizer& tok, const fs::path& cache_dir) {
+std::vector<TokenizedDocument> tokenize_corpus(const std::vector<Document>& docs, const Tokenizer& tok,
+                                               const fs::path& cache_dir) {
   data::TokenizeOptions options;
   options.cache_dir = cache_dir.empty() ? data::default_cache_dir() : cache_dir;
-  return data::tokenize_documents(read_corpus(data), tok, options);
+  return data::tokenize_documents(docs, tok, options);
+}
+
+std::vector<TokenizedDocument> tokenize_corpus(const fs::path& data, const Tokenizer& tok, const fs::path& cache_dir) {
+  return tokenize_corpus(read_corpus(data), tok, cache_dir);
 }
 
 }  // namespace mx
