@@ -61,6 +61,45 @@ MX_HD void store_f<bf16>(bf16* p, int64_t i, float v) {
   p[i].bits = float_to_bf16(v);
 }
 
+// Two floats -> two bf16 (round to nearest even, NaN stays NaN) packed in a word, lo in the low half; one
+// F2FP instruction on the GPU.
+MX_DEV uint32_t pack_bf16x2(float lo, float hi) {
+#ifdef MX_CPU_EMU
+  return uint32_t(float_to_bf16(lo)) | (uint32_t(float_to_bf16(hi)) << 16);
+#else
+  uint32_t r;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
+#endif
+}
+
+// 32-bit words <-> float, and 16-byte loads / stores of four words (p must be 16-byte aligned).
+MX_HD float f_from_bits(uint32_t u) {
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+MX_HD uint32_t bits_from_f(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  return u;
+}
+MX_DEV void ld_u32x4(const void* p, uint32_t* w) {
+#ifdef MX_CPU_EMU
+  memcpy(w, p, 16);
+#else
+  const uint4 q = *reinterpret_cast<const uint4*>(p);
+  w[0] = q.x, w[1] = q.y, w[2] = q.z, w[3] = q.w;
+#endif
+}
+MX_DEV void st_u32x4(void* p, const uint32_t* w) {
+#ifdef MX_CPU_EMU
+  memcpy(p, w, 16);
+#else
+  *reinterpret_cast<uint4*>(p) = make_uint4(w[0], w[1], w[2], w[3]);
+#endif
+}
+
 // Raw element -> float (the prefetched tiles keep raw elements, converted only when staged).
 MX_HD float to_f(float v) { return v; }
 MX_HD float to_f(bf16 v) { return bf16_to_float(v.bits); }
@@ -96,6 +135,22 @@ MX_DEV float softplus_series_f(float x, float* sig = nullptr) {
   if (sig) *sig = x > 20.f ? 1.f : __fdividef(x >= 0.f ? 1.f : w, 1.f + w);
   return x > 20.f ? x : fmaxf(x, 0.f) + 2.f * s * p;
 }
+// The same on the SFU's exponential (ex2.approx of -|x|·log2 e): about 1e-6 relative for |x| <= 20, at a third
+// of the instructions. The forward scans use it; the backward keeps softplus_series_f.
+MX_DEV float softplus_fast_f(float x) {
+  const float w = fast_exp2(-fabsf(x) * kLog2e);
+  const float s = __fdividef(w, 2.f + w), s2 = s * s;
+  float p = 1.f / 13;
+  p = fmaf(p, s2, 1.f / 11);
+  p = fmaf(p, s2, 1.f / 9);
+  p = fmaf(p, s2, 1.f / 7);
+  p = fmaf(p, s2, 1.f / 5);
+  p = fmaf(p, s2, 1.f / 3);
+  p = fmaf(p, s2, 1.f);
+  return x > 20.f ? x : fmaxf(x, 0.f) + 2.f * s * p;
+}
+// x·σ(x) on the SFU's exponential (-> -0 when e^-x overflows).
+MX_DEV float silu_fast_f(float x) { return __fdividef(x, 1.f + fast_exp2(-x * kLog2e)); }
 MX_DEV float softplus_f(float x) { return x > 20.f ? x : log1pf(expf(x)); }  // 1.2e-7, slower
 MX_DEV float sigmoid_f(float x) { return 1.f / (1.f + expf(-x)); }
 // σ(x) and x·σ(x) with an accurate exp and a fast (2 ulp) division (-> 0 when e^-x overflows).

@@ -80,8 +80,10 @@ inline BenchRow bench_row(const std::string& op, const std::string& shape, IoTyp
 }
 
 // S6 at (B, L, E, N): forward for inference (out + hT), forward with checkpoints, backward from checkpoints.
+// segments: 0 = the automatic plan (the row names the segments taken); with_bwd = false times the forward
+// passes only.
 inline std::vector<BenchRow> bench_s6(int64_t B, int64_t L, int64_t E, int64_t N, IoType io, int segments, int reps,
-                                      double ref_fwd_ms, double ref_bwd_ms) {
+                                      double ref_fwd_ms, double ref_bwd_ms, bool with_bwd = true) {
   const int64_t BLE = B * L * E, BLN = B * L * N;
   const double es = double(io_size(io));
   DevBuf u = random_buf(BLE, io, 1, -1.f, 1.f), dl = random_buf(BLE, io, 2, -4.f, 1.f), z = random_buf(BLE, io, 3, -2.f, 2.f);
@@ -116,19 +118,20 @@ inline std::vector<BenchRow> bench_s6(int64_t B, int64_t L, int64_t E, int64_t N
 
   const double t_fwd = time_ms([&] { DEV_CHECK(kern::s6_fwd(in, fa, ws.get(), nullptr)); }, reps);
   const double t_fwdc = time_ms([&] { DEV_CHECK(kern::s6_fwd(in, fc, ws.get(), nullptr)); }, reps);
-  const double t_bwd = time_ms([&] { DEV_CHECK(kern::s6_bwd(in, ba, ws.get(), nullptr)); }, reps);
+  const double t_bwd = with_bwd ? time_ms([&] { DEV_CHECK(kern::s6_bwd(in, ba, ws.get(), nullptr)); }, reps) : 0;
   DEV_CHECK(cudaDeviceSynchronize());
 
   const double elems = double(B) * L * E * N, ckpt_bytes = double(B) * kern::s6_num_chunks(L) * E * N * 4;
   const double fwd_bytes = double(B) * L * (4 * E * es + 2 * N * es);
   const double bwd_bytes = double(B) * L * (7 * E * es + 2 * N * es + 2 * N * 4) + ckpt_bytes;
-  char shape[64];
-  std::snprintf(shape, sizeof(shape), "B%lld L%lld E%lld N%lld S=%s", (long long)B, (long long)L, (long long)E,
-                (long long)N, segments > 0 ? std::to_string(segments).c_str() : "auto");
+  char shape[96];
+  std::snprintf(shape, sizeof(shape), "B%lld L%lld E%lld N%lld S%d%s", (long long)B, (long long)L, (long long)E,
+                (long long)N, kern::s6_fwd_segments(in), segments > 0 ? "" : "(auto)");
   // FP32 work per (t, e, n): forward 4 ops (mul, fma, mul, fma); backward about 13 (kernels.md §3).
-  return {bench_row("s6_fwd", shape, io, t_fwd, fwd_bytes, elems, 4 * elems, ref_fwd_ms),
-          bench_row("s6_fwd+ckpt", shape, io, t_fwdc, fwd_bytes + ckpt_bytes, elems, 4 * elems, 0),
-          bench_row("s6_bwd", shape, io, t_bwd, bwd_bytes, elems, 13 * elems, ref_bwd_ms)};
+  std::vector<BenchRow> rows = {bench_row("s6_fwd", shape, io, t_fwd, fwd_bytes, elems, 4 * elems, ref_fwd_ms),
+                                bench_row("s6_fwd+ckpt", shape, io, t_fwdc, fwd_bytes + ckpt_bytes, elems, 4 * elems, 0)};
+  if (with_bwd) rows.push_back(bench_row("s6_bwd", shape, io, t_bwd, bwd_bytes, elems, 13 * elems, ref_bwd_ms));
+  return rows;
 }
 
 inline std::vector<BenchRow> bench_conv_norm(int64_t L, int64_t C, int64_t D, IoType io, int reps) {

@@ -48,6 +48,14 @@ std::vector<S6Case> s6_cases(bool quick) {
     c.strided = io == IoType::BF16;
     cs.push_back(c);
   }
+  // Aligned (vector access) and strided (element access) rows, with and without segments; E = 24 leaves most of
+  // a block (32 channels) empty, E = 44 ends in a partial 8-channel group.
+  for (int k = 0; k < 4; ++k) {
+    S6Case c;
+    c.io = k % 2 ? IoType::BF16 : IoType::F32, c.L = quick ? 300 : 4097, c.E = k < 2 ? 24 : 44, c.B = 2;
+    c.scale = 2, c.h0 = true, c.dhT = true, c.segments = k < 2 ? 0 : 3, c.strided = k == 1;
+    cs.push_back(c);
+  }
   // Other state sizes (tiny models use 64 and 128), odd channel counts.
   for (int64_t N : {8, 32, 64, 128}) {
     S6Case c;
@@ -192,9 +200,8 @@ int main(int argc, char** argv) {
       }
     };
     // mamba_ssm's selective_scan_cuda on an H100 (kernels.md §3 [measured]), at 64k and 128k.
-    add(bench_s6(1, 65536, 5120, 16, IoType::BF16, 0, 10, 7.53, 24.9));   // automatic time segments
-    add(bench_s6(1, 65536, 5120, 16, IoType::BF16, 1, 10, 7.53, 24.9));   // forced: one segment
-    add(bench_s6(1, 65536, 5120, 16, IoType::BF16, 2, 10, 7.53, 24.9));   // forced: two segments
+    add(bench_s6(1, 65536, 5120, 16, IoType::BF16, 0, 10, 7.53, 24.9));   // the automatic plan
+    for (int segments : {1, 2, 3}) add(bench_s6(1, 65536, 5120, 16, IoType::BF16, segments, 10, 7.53, 0, false));
     add(bench_s6(1, 16384, 5120, 16, IoType::BF16, 0, 20, 0, 0));
     add(bench_s6(1, 131072, 5120, 16, IoType::BF16, 0, 5, 15.1, 50.9));
     add(bench_s6(1, 16384, 5120, 16, IoType::F32, 0, 20, 0, 0));
@@ -202,6 +209,9 @@ int main(int argc, char** argv) {
     add(bench_s6(1, 131072, 5120, 16, IoType::F32, 0, 5, 26.3, 56.9));
     add(bench_s6(1, 65536, 1536, 16, IoType::BF16, 1, 10, 0, 0));  // mamba-130m shape, no time split
     add(bench_s6(1, 65536, 1536, 16, IoType::BF16, 0, 10, 0, 0));  // ... with the automatic split
+    // The calibration objective's batch (4 windows of 16k, mamba-130m): the automatic plan and unsplit.
+    add(bench_s6(4, 16384, 1536, 16, IoType::BF16, 0, 10, 0, 0));
+    add(bench_s6(4, 16384, 1536, 16, IoType::BF16, 1, 10, 0, 0, false));
     add(bench_conv_norm(65536, 5120, 2560, IoType::BF16, 10));
     std::printf("\nSummary (ms, median):\n");
     for (const auto& r : rows) std::printf("  %s\n", r.line.c_str());

@@ -85,6 +85,9 @@ int64_t s6_num_chunks(int64_t len);  // ceil(len / kS6Chunk): the checkpoint cou
 size_t s6_fwd_workspace_bytes(const S6Inputs& in);
 size_t s6_bwd_workspace_bytes(const S6Inputs& in);
 
+// The number of time segments the forward uses for these inputs (benchmarks report it).
+int s6_fwd_segments(const S6Inputs& in);
+
 // Enqueue on `stream`. They return cudaErrorInvalidValue for arguments they cannot handle (unsupported N,
 // a missing required pointer), otherwise the launch status.
 cudaError_t s6_fwd(const S6Inputs& in, const S6FwdArgs& args, void* workspace, cudaStream_t stream);

@@ -1,16 +1,106 @@
 // S6 forward (s6.h has the math): the main kernel, its time-segment first pass and the segment combine.
 //
-// CTA = (channel block of EC channels, batch row, time segment), 128 threads. Thread (g, el) owns channel
-// e0 + el and states [4g, 4g + 4). Per tile of kT tokens:
+// CTA = (channel block of EC channels, batch row, time segment), T = 128 threads (FwdCfg). Thread
+// (g, el) owns channel e0 + el and states [4g, 4g + 4) in the scan. Per tile of kT tokens:
 //   stage    registers -> shared: Δ = s·softplus(δ + b) and Δ·u per (token, channel), B and C per token;
 //            the next tile's global loads are issued right after, so they overlap the scan
 //   scan     each thread walks the kT tokens: a = 2^(Δ·A·log2 e), h = a·h + Δu·B, y_part += C·h
 //   epilogue y = Σ_g y_part + D·u, times silu(z), stored by the thread that staged that (token, channel)
+// Staging and the epilogue work on items of VW consecutive channels of one token: one 16-byte load (bf16;
+// two for fp32) per tensor and item when the activations are aligned (FwdRun::vec), element loads otherwise.
 // B and C are read from global memory once per CTA and tile, not once per channel.
+// The launcher splits time into S segments when the channel blocks leave CTA slots free (plan_forward).
+// Measured on an H100 (kernels/dev/NOTES_mamba1.md, v4): CTAs of 32 or 64 threads without time segments balance
+// the blocks better but leave ~1 warp per scheduler, and the recurrence is latency-bound there (E = 5120,
+// L = 64k, bf16: 8.1-9.0 ms unsplit vs 5.65 ms at 128 threads and S = 3), so the CTA size is fixed at 128.
 #include "s6/s6_common.cuh"
 
 namespace mx::kern::s6 {
 namespace {
+
+// Tiling of the forward for a d_state of N (T = kThreads threads per CTA).
+template <int N>
+struct FwdCfg {
+  static constexpr int T = kThreads;
+  static_assert(N % kNS == 0 && N % 8 == 0 && N / kNS <= T, "unsupported d_state for this CTA size");
+  static constexpr int G = N / kNS;                       // threads per channel in the scan
+  static constexpr int EC = T / G;                        // channels per CTA
+  static constexpr int VW = EC < 8 ? EC : 8;              // channels per staging item
+  static constexpr int CG = EC / VW;                      // staging items per token
+  static constexpr int IT = (kT * CG + T - 1) / T;        // staging items per thread and tile
+  static constexpr int BI = (2 * kT * N / 8 + T - 1) / T;  // 8-value B / C items per thread and tile
+  static constexpr int DP = EC + 1;                       // padded row of s_dd (float2): 2-way conflicts at most
+  static constexpr int YP = EC >= 8 ? EC + 4 : EC;        // padded row of s_y (floats)
+  static constexpr size_t smem_bytes() {
+    return sizeof(float) * size_t(2 * kT * DP + 2 * kT * N + G * kT * YP + 3 * EC);
+  }
+};
+
+// VW elements of an activation tensor as raw 32-bit words (bf16: two per word), loaded with one vector load
+// per 16 bytes when `vec` (the caller checked the alignment) or element by element (`n` valid elements).
+template <typename IO, int VW>
+struct Raw;
+template <int VW>
+struct Raw<float, VW> {
+  uint32_t w[VW];
+  MX_DEV float get(int v) const { return f_from_bits(w[v]); }
+  MX_DEV void load(const float* p, bool vec, int n) {
+    if (vec && VW % 4 == 0) {
+#pragma unroll
+      for (int i = 0; i < VW / 4; ++i) ld_u32x4(p + 4 * i, w + 4 * i);
+    } else {
+#pragma unroll
+      for (int v = 0; v < VW; ++v) w[v] = v < n ? bits_from_f(p[v]) : 0u;
+    }
+  }
+};
+template <int VW>
+struct Raw<bf16, VW> {
+  static constexpr int NW = (VW + 1) / 2;
+  uint32_t w[NW];
+  MX_DEV float get(int v) const { return f_from_bits(v % 2 == 0 ? w[v / 2] << 16 : w[v / 2] & 0xffff0000u); }
+  MX_DEV void load(const bf16* p, bool vec, int n) {
+    if (vec && VW == 8) {
+      ld_u32x4(p, w);
+    } else {
+#pragma unroll
+      for (int i = 0; i < NW; ++i) {
+        const uint32_t lo = 2 * i < n ? p[2 * i].bits : 0u, hi = 2 * i + 1 < n ? p[2 * i + 1].bits : 0u;
+        w[i] = lo | (hi << 16);
+      }
+    }
+  }
+};
+
+// Stores VW floats as IO (vector store when `vec`, else the first n elements one by one).
+template <int VW>
+MX_DEV void store_vec(float* p, const float (&y)[VW], bool vec, int n) {
+  if (vec && VW % 4 == 0) {
+#pragma unroll
+    for (int i = 0; i < VW / 4; ++i) {
+      const uint32_t w[4] = {bits_from_f(y[4 * i]), bits_from_f(y[4 * i + 1]), bits_from_f(y[4 * i + 2]),
+                             bits_from_f(y[4 * i + 3])};
+      st_u32x4(p + 4 * i, w);
+    }
+  } else {
+#pragma unroll
+    for (int v = 0; v < VW; ++v)
+      if (v < n) p[v] = y[v];
+  }
+}
+template <int VW>
+MX_DEV void store_vec(bf16* p, const float (&y)[VW], bool vec, int n) {
+  if (vec && VW == 8) {
+    uint32_t w[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) w[i] = pack_bf16x2(y[2 * i], y[2 * i + 1]);
+    st_u32x4(p, w);
+  } else {
+#pragma unroll
+    for (int v = 0; v < VW; ++v)
+      if (v < n) p[v].bits = float_to_bf16(y[v]);
+  }
+}
 
 struct FwdRun {
   const float* h_init = nullptr;  // state before the segment's first token: h_init + b*hi_sb + s*hi_ss
@@ -25,38 +115,76 @@ struct FwdRun {
   double* sumdt = nullptr;  // (B, S, E): Σ Δ over each segment (first pass only)
   int64_t seg_len = 0;
   int S = 1;
+  bool vec = false;     // u, delta, z (and out) rows allow aligned VW-element vector access
+  bool bc_vec = false;  // B and C rows allow aligned 8-element vector access
 };
 
 // kOut: the full pass (writes y); otherwise the first pass of the segment split (states and Σ Δ only).
-// Global loads walk per-thread pointers (no 64-bit index products per element); full tiles load without
-// guards, the sequence's last partial tile clamps its addresses (values past the end are masked when staged).
+// Full tiles load without row guards; the sequence's last partial tile clamps its rows to the last token
+// (values past the end are masked when staged).
 template <typename IO, int N, bool kOut>
 __global__ void __launch_bounds__(kThreads, kFwdCtasPerSm) s6_fwd_kernel(S6Inputs in, FwdRun run) {
-  using Cf = Cfg<N>;
-  constexpr int G = Cf::G, EC = Cf::EC, PT = Cf::PT, BCV = Cf::BCV;
+  using Cf = FwdCfg<N>;
+  constexpr int T = kThreads, G = Cf::G, EC = Cf::EC, VW = Cf::VW, CG = Cf::CG, IT = Cf::IT, BI = Cf::BI, DP = Cf::DP, YP = Cf::YP;
   const int tid = threadIdx.x, g = tid / EC, el = tid % EC, n0 = g * kNS;
   const int64_t b = blockIdx.y, seg = blockIdx.z, E = in.dim, L = in.len;
-  const int64_t e = int64_t(blockIdx.x) * EC + el;
+  const int64_t e_blk = int64_t(blockIdx.x) * EC, e = e_blk + el;
   const bool ev = e < E;
-  const int64_t ec = ev ? e : E - 1;  // address-safe channel for the lanes past E (their values are unused)
   const int64_t t_begin = seg * run.seg_len, t_end = t_begin + run.seg_len < L ? t_begin + run.seg_len : L;
   const bool has_z = in.z != nullptr;
 
-  float2* s_dd = reinterpret_cast<float2*>(dynamic_smem());  // (kT, EC) (Δ, Δ·u)
-  float* s_B = reinterpret_cast<float*>(s_dd + kT * EC);       // (kT, N)
+  float2* s_dd = reinterpret_cast<float2*>(dynamic_smem());  // (kT, DP) (Δ, Δ·u)
+  float* s_B = reinterpret_cast<float*>(s_dd + kT * DP);       // (kT, N)
   float* s_C = s_B + kT * N;                                 // (kT, N)
-  float* s_y = s_C + kT * N;                                 // (G, kT, EC) partial sums over each thread's states
+  float* s_y = s_C + kT * N;                                 // (G, kT, YP) partial sums over each thread's states
+  float* s_bias = s_y + G * kT * YP;                         // (EC) dt_bias
+  float* s_scl = s_bias + EC;                                // (EC) Δ scale
+  float* s_D = s_scl + EC;                                   // (EC) D
 
-  // Per-thread cursors at token t_begin + g of channel ec; one tile advances them by kT rows.
-  const IO* u_p = static_cast<const IO*>(in.u) + b * in.u_sb + (t_begin + g) * in.u_sl + ec;
-  const IO* d_p = static_cast<const IO*>(in.delta) + b * in.delta_sb + (t_begin + g) * in.delta_sl + ec;
-  const IO* z_p = has_z ? static_cast<const IO*>(in.z) + b * in.z_sb + (t_begin + g) * in.z_sl + ec : u_p;
+  // ---- staging items: token row r, channels [ce, ce + nv) of the block
+  int row[IT], nv[IT];
+  const IO *u_p[IT], *d_p[IT], *z_p[IT];
+  IO* o_p[IT];
+  double sum_dt[IT][VW];
+  const IO* u_base = static_cast<const IO*>(in.u) + b * in.u_sb;
+  const IO* d_base = static_cast<const IO*>(in.delta) + b * in.delta_sb;
+  const IO* z_base = has_z ? static_cast<const IO*>(in.z) + b * in.z_sb : u_base;
   const int64_t z_sl = has_z ? in.z_sl : in.u_sl;
-  const IO* B_p = static_cast<const IO*>(in.B) + b * in.B_sb + t_begin * in.B_sl;
-  const IO* C_p = static_cast<const IO*>(in.C) + b * in.C_sb + t_begin * in.C_sl;
-  int64_t bc_row[BCV];  // token row (within the tile) of this thread's B / C values
 #pragma unroll
-  for (int j = 0; j < BCV; ++j) bc_row[j] = (tid + j * kThreads) / N;
+  for (int j = 0; j < IT; ++j) {
+    const int item = tid + j * T;
+    const int64_t ce = e_blk + (item % CG) * VW;
+    row[j] = item < kT * CG ? item / CG : kT;  // kT: no item
+    nv[j] = row[j] < kT && ce < E ? int(E - ce < VW ? E - ce : VW) : 0;
+    const int64_t cs = nv[j] > 0 ? ce : 0;  // address-safe channel
+    const int64_t t = t_begin + (row[j] < kT ? row[j] : 0);
+    u_p[j] = u_base + t * in.u_sl + cs;
+    d_p[j] = d_base + t * in.delta_sl + cs;
+    z_p[j] = z_base + t * z_sl + cs;
+    o_p[j] = kOut ? static_cast<IO*>(run.out) + b * run.out_sb + t * run.out_sl + cs : nullptr;
+#pragma unroll
+    for (int v = 0; v < VW; ++v) sum_dt[j][v] = 0.0;
+  }
+  // Per-channel parameters of the block (shared: registers are the scarce resource here).
+  for (int c = tid; c < EC; c += T) {
+    const int64_t ch = e_blk + c;
+    const bool ok = ch < E;
+    s_bias[c] = ok && in.dt_bias ? in.dt_bias[ch] : 0.f;
+    s_scl[c] = in.dt_scale ? in.dt_scale[ok ? ch * in.dt_scale_stride : 0] : 1.f;
+    s_D[c] = ok && in.D ? in.D[ch] : 0.f;
+  }
+  // B / C items: 8 values of B (items < kT·N/8) or of C, token row br, states [bn, bn + 8)
+  constexpr int kBCItems = 2 * kT * N / 8;
+  const IO* bc_p[BI];
+  int bc_row[BI];
+#pragma unroll
+  for (int j = 0; j < BI; ++j) {
+    const int item = tid + j * T, half = item % (kT * N / 8), isC = item / (kT * N / 8);
+    bc_row[j] = item < kBCItems ? half / (N / 8) : kT;
+    const int bn = (half % (N / 8)) * 8;
+    bc_p[j] = isC ? static_cast<const IO*>(in.C) + b * in.C_sb + t_begin * in.C_sl + bn
+                  : static_cast<const IO*>(in.B) + b * in.B_sb + t_begin * in.B_sl + bn;
+  }
 
   float A2[kNS], h[kNS];
 #pragma unroll
@@ -64,77 +192,79 @@ __global__ void __launch_bounds__(kThreads, kFwdCtasPerSm) s6_fwd_kernel(S6Input
     A2[i] = ev ? in.A[e * N + n0 + i] * kLog2e : 0.f;
     h[i] = (ev && run.h_init) ? run.h_init[b * run.hi_sb + seg * run.hi_ss + e * N + n0 + i] : 0.f;
   }
-  const float bias = (ev && in.dt_bias) ? in.dt_bias[e] : 0.f;
-  const float scale = in.dt_scale ? in.dt_scale[ev ? e * in.dt_scale_stride : 0] : 1.f;
-  const float Dv = (ev && in.D) ? in.D[e] : 0.f;
-  double sum_dt = 0.0;
 
-  IO ru[PT], rd[PT], rz[PT], rb[BCV], rc[BCV];  // the next tile, raw
+  Raw<IO, VW> nu[IT], nd[IT], nz[IT];  // the next tile, raw
+  Raw<IO, 8> nbc[BI];
+  // Loads the tile at t0 (rows clamped to the segment's last token in a partial tile).
   auto load_tile = [&](int64_t t0) {
-    if (t0 + kT <= t_end) {
+    const int64_t last = t_end - 1 - t0;
+    const bool full = last >= kT - 1;
 #pragma unroll
-      for (int k = 0; k < PT; ++k) {
-        ru[k] = u_p[k * G * in.u_sl];
-        rd[k] = d_p[k * G * in.delta_sl];
-        rz[k] = z_p[k * G * z_sl];
-      }
+    for (int j = 0; j < IT; ++j) {
+      if (nv[j] == 0) continue;
+      const int64_t back = full || row[j] <= last ? 0 : row[j] - last;  // rows to step back to stay in range
+      const bool vec = run.vec && nv[j] == VW;
+      nu[j].load(u_p[j] - back * in.u_sl, vec, nv[j]);
+      nd[j].load(d_p[j] - back * in.delta_sl, vec, nv[j]);
+      if (kOut && has_z) nz[j].load(z_p[j] - back * z_sl, vec, nv[j]);
+    }
 #pragma unroll
-      for (int j = 0; j < BCV; ++j) {
-        const int idx = tid + j * kThreads, n = idx % N;
-        const int64_t r = idx < kT * N ? bc_row[j] : 0;
-        rb[j] = B_p[r * in.B_sl + n];
-        rc[j] = C_p[r * in.C_sl + n];
-      }
-    } else {  // last, partial tile: clamp the row to the last token
-      const int64_t last = t_end - 1 - t0;
-#pragma unroll
-      for (int k = 0; k < PT; ++k) {
-        const int64_t r = g + k * G < last ? g + k * G : last;
-        ru[k] = u_p[(r - g) * in.u_sl];
-        rd[k] = d_p[(r - g) * in.delta_sl];
-        rz[k] = z_p[(r - g) * z_sl];
-      }
-#pragma unroll
-      for (int j = 0; j < BCV; ++j) {
-        const int idx = tid + j * kThreads, n = idx % N;
-        const int64_t r = idx < kT * N && bc_row[j] < last ? bc_row[j] : last;
-        rb[j] = B_p[r * in.B_sl + n];
-        rc[j] = C_p[r * in.C_sl + n];
-      }
+    for (int j = 0; j < BI; ++j) {
+      if (bc_row[j] >= kT) continue;
+      const int64_t sl = tid + j * T < kT * N / 8 ? in.B_sl : in.C_sl;
+      const int64_t r = full || bc_row[j] <= last ? bc_row[j] : last;
+      nbc[j].load(bc_p[j] + r * sl, run.bc_vec, 8);
     }
   };
   auto advance = [&] {
-    u_p += kT * in.u_sl, d_p += kT * in.delta_sl, z_p += kT * z_sl;
-    B_p += kT * in.B_sl, C_p += kT * in.C_sl;
+#pragma unroll
+    for (int j = 0; j < IT; ++j) {
+      u_p[j] += kT * in.u_sl, d_p[j] += kT * in.delta_sl, z_p[j] += kT * z_sl;
+    }
+#pragma unroll
+    for (int j = 0; j < BI; ++j) bc_p[j] += kT * (tid + j * T < kT * N / 8 ? in.B_sl : in.C_sl);
   };
 
-  IO* o_p = kOut ? static_cast<IO*>(run.out) + b * run.out_sb + (t_begin + g) * run.out_sl + ec : nullptr;
-  float* ck_p = run.ckpt ? run.ckpt + ((b * run.nchunks + t_begin / kT) * E + ec) * N + n0 : nullptr;
-  float uu[PT], zz[PT];
+  float* ck_p = run.ckpt ? run.ckpt + ((b * run.nchunks + t_begin / kT) * E + (ev ? e : 0)) * N + n0 : nullptr;
+  Raw<IO, VW> cu[IT], cz[IT];  // this tile's u and z (for the epilogue)
   if (t_begin < t_end) load_tile(t_begin);
+  __syncthreads();  // s_bias / s_scl / s_D
   for (int64_t t0 = t_begin; t0 < t_end; t0 += kT) {
     const int nt = int(t_end - t0 < kT ? t_end - t0 : kT);
     // ---- stage
 #pragma unroll
-    for (int k = 0; k < PT; ++k) {
-      const int tt = g + k * G;
-      float dt = 0.f, dtu = 0.f;
-      uu[k] = to_f(ru[k]);
-      zz[k] = to_f(rz[k]);
-      if (ev && tt < nt) {
-        dt = scale * softplus_series_f(to_f(rd[k]) + bias);
-        dtu = dt * uu[k];
-        if (!kOut) sum_dt += dt;
+    for (int j = 0; j < IT; ++j) {
+      if (row[j] >= kT) continue;
+      cu[j] = nu[j];
+      cz[j] = nz[j];
+      const bool live = row[j] < nt;
+      const int c0 = (tid + j * T) % CG * VW;
+      float dd[2 * VW];
+#pragma unroll
+      for (int v = 0; v < VW; ++v) {
+        float dt = 0.f, dtu = 0.f;
+        if (live && v < nv[j]) {
+          dt = s_scl[c0 + v] * softplus_fast_f(nd[j].get(v) + s_bias[c0 + v]);
+          dtu = dt * nu[j].get(v);
+          if (!kOut) sum_dt[j][v] += dt;
+        }
+        dd[2 * v] = dt, dd[2 * v + 1] = dtu;  // padded tokens: Δ = 0, so a = 1: the state passes through
       }
-      s_dd[tt * EC + el] = make_float2(dt, dtu);  // padded tokens: Δ = 0, so a = 1: the state passes through
+      float* dst = reinterpret_cast<float*>(s_dd + row[j] * DP + c0);
+#pragma unroll
+      for (int v = 0; v < VW; ++v) *reinterpret_cast<float2*>(dst + 2 * v) = make_float2(dd[2 * v], dd[2 * v + 1]);
     }
 #pragma unroll
-    for (int j = 0; j < BCV; ++j) {
-      const int idx = tid + j * kThreads;
-      if (idx < kT * N) {
-        s_B[idx] = bc_row[j] < nt ? to_f(rb[j]) : 0.f;
-        s_C[idx] = bc_row[j] < nt ? to_f(rc[j]) : 0.f;
-      }
+    for (int j = 0; j < BI; ++j) {
+      if (bc_row[j] >= kT) continue;
+      const int item = tid + j * T, half = item % (kT * N / 8), isC = item / (kT * N / 8);
+      float* dst = (isC ? s_C : s_B) + half * 8;
+      const bool live = bc_row[j] < nt;
+#pragma unroll
+      for (int q = 0; q < 2; ++q)
+        *reinterpret_cast<float4*>(dst + 4 * q) =
+            live ? make_float4(nbc[j].get(4 * q), nbc[j].get(4 * q + 1), nbc[j].get(4 * q + 2), nbc[j].get(4 * q + 3))
+                 : make_float4(0.f, 0.f, 0.f, 0.f);
     }
     if (ck_p) {
       if (ev) *reinterpret_cast<float4*>(ck_p) = make_float4(h[0], h[1], h[2], h[3]);
@@ -146,26 +276,43 @@ __global__ void __launch_bounds__(kThreads, kFwdCtasPerSm) s6_fwd_kernel(S6Input
       load_tile(t0 + kT);
     }
 
-    // ---- scan
-#pragma unroll 4
-    for (int tt = 0; tt < kT; ++tt) {
-      const float2 dd = s_dd[tt * EC + el];
-      const float dt = dd.x, dtu = dd.y;
-      const float4 B4 = *reinterpret_cast<const float4*>(s_B + tt * N + n0);
-      const float Bv[kNS] = {B4.x, B4.y, B4.z, B4.w};
-      if (kOut) {
-        const float4 C4 = *reinterpret_cast<const float4*>(s_C + tt * N + n0);
-        const float Cv[kNS] = {C4.x, C4.y, C4.z, C4.w};
-        float y = 0.f;
+    // ---- scan, in groups of kU tokens whose shared-memory operands are loaded before the previous group's
+    // y partials are stored (the compiler cannot move loads across those stores: it cannot tell s_y from s_dd)
+    constexpr int kU = 4;
+    float2 dd_n[kU];
+    float4 B_n[kU], C_n[kU];
+    auto load_group = [&](int t) {
+#pragma unroll
+      for (int u = 0; u < kU; ++u) {
+        dd_n[u] = s_dd[(t + u) * DP + el];
+        B_n[u] = *reinterpret_cast<const float4*>(s_B + (t + u) * N + n0);
+        if (kOut) C_n[u] = *reinterpret_cast<const float4*>(s_C + (t + u) * N + n0);
+      }
+    };
+    load_group(0);
+#pragma unroll
+    for (int t = 0; t < kT; t += kU) {
+      float2 dd_c[kU];
+      float4 B_c[kU], C_c[kU];
+#pragma unroll
+      for (int u = 0; u < kU; ++u) dd_c[u] = dd_n[u], B_c[u] = B_n[u], C_c[u] = C_n[u];
+      if (t + kU < kT) load_group(t + kU);
+      float y[kU];
+#pragma unroll
+      for (int u = 0; u < kU; ++u) {
+        const float dt = dd_c[u].x, dtu = dd_c[u].y;
+        const float Bv[kNS] = {B_c[u].x, B_c[u].y, B_c[u].z, B_c[u].w};
+        const float Cv[kNS] = {C_c[u].x, C_c[u].y, C_c[u].z, C_c[u].w};
+        y[u] = 0.f;
 #pragma unroll
         for (int i = 0; i < kNS; ++i) {
           h[i] = fmaf(fast_exp2(dt * A2[i]), h[i], dtu * Bv[i]);
-          y = fmaf(Cv[i], h[i], y);
+          if (kOut) y[u] = fmaf(Cv[i], h[i], y[u]);
         }
-        s_y[(g * kT + tt) * EC + el] = y;
-      } else {
+      }
+      if (kOut) {
 #pragma unroll
-        for (int i = 0; i < kNS; ++i) h[i] = fmaf(fast_exp2(dt * A2[i]), h[i], dtu * Bv[i]);
+        for (int u = 0; u < kU; ++u) s_y[(g * kT + t + u) * YP + el] = y[u];
       }
     }
     __syncthreads();
@@ -174,27 +321,48 @@ __global__ void __launch_bounds__(kThreads, kFwdCtasPerSm) s6_fwd_kernel(S6Input
     // the next barrier, so no third barrier is needed)
     if (kOut) {
 #pragma unroll
-      for (int k = 0; k < PT; ++k) {
-        const int tt = g + k * G;
-        if (ev && tt < nt) {
-          float y = 0.f;
+      for (int j = 0; j < IT; ++j) {
+        if (row[j] >= nt || nv[j] == 0) continue;
+        const int c0 = (tid + j * T) % CG * VW;
+        float y[VW];
 #pragma unroll
-          for (int gg = 0; gg < G; ++gg) y += s_y[(gg * kT + tt) * EC + el];
-          y = fmaf(Dv, uu[k], y);
-          if (has_z) y *= silu_f(zz[k]);
-          store_f(o_p, k * G * run.out_sl, y);
+        for (int v = 0; v < VW; ++v) y[v] = 0.f;
+#pragma unroll
+        for (int gg = 0; gg < G; ++gg) {
+          const float* src = s_y + (gg * kT + row[j]) * YP + c0;
+          if (VW % 4 == 0) {
+#pragma unroll
+            for (int q = 0; q < VW / 4; ++q) {
+              const float4 p = *reinterpret_cast<const float4*>(src + 4 * q);
+              y[4 * q] += p.x, y[4 * q + 1] += p.y, y[4 * q + 2] += p.z, y[4 * q + 3] += p.w;
+            }
+          } else {
+#pragma unroll
+            for (int v = 0; v < VW; ++v) y[v] += src[v];
+          }
         }
+#pragma unroll
+        for (int v = 0; v < VW; ++v) {
+          y[v] = fmaf(s_D[c0 + v], cu[j].get(v), y[v]);
+          if (has_z) y[v] *= silu_fast_f(cz[j].get(v));
+        }
+        store_vec(o_p[j], y, run.vec && nv[j] == VW, nv[j]);
       }
-      o_p += kT * run.out_sl;
+#pragma unroll
+      for (int j = 0; j < IT; ++j) o_p[j] += kT * run.out_sl;
     }
   }
 
-  if (ev) {
-    if (run.h_end && (!run.end_last_only || seg == run.S - 1)) {
-      float* dst = run.h_end + b * run.he_sb + seg * run.he_ss + e * N + n0;
-      *reinterpret_cast<float4*>(dst) = make_float4(h[0], h[1], h[2], h[3]);
-    }
-    if (run.sumdt) atomicAdd(run.sumdt + (b * run.S + seg) * E + e, sum_dt);
+  if (ev && run.h_end && (!run.end_last_only || seg == run.S - 1)) {
+    float* dst = run.h_end + b * run.he_sb + seg * run.he_ss + e * N + n0;
+    *reinterpret_cast<float4*>(dst) = make_float4(h[0], h[1], h[2], h[3]);
+  }
+  if (run.sumdt) {
+#pragma unroll
+    for (int j = 0; j < IT; ++j)
+#pragma unroll
+      for (int v = 0; v < VW; ++v)
+        if (v < nv[j]) atomicAdd(run.sumdt + (b * run.S + seg) * E + e_blk + (tid + j * T) % CG * VW + v, sum_dt[j][v]);
   }
 }
 
@@ -213,12 +381,21 @@ __global__ void s6_fwd_combine_kernel(const float* A, const float* h0, const flo
   }
 }
 
+// The forward's time segments (s6_common.cuh, plan_segments): as many as fill the CTA slots.
+inline SegPlan plan_forward(const S6Inputs& in) {
+  const int64_t ec = kThreads / (in.dstate / kNS);
+  return plan_segments(in, ceil_div(in.dim, ec) * in.batch, kFwdCtasPerSm);
+}
+
+inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
 template <typename IO, int N>
-cudaError_t launch_fwd(const S6Inputs& in, const S6FwdArgs& args, void* workspace, cudaStream_t stream) {
-  using Cf = Cfg<N>;
-  const int64_t nblk = channel_blocks<N>(in);
-  const SegPlan plan = plan_segments(in, nblk * in.batch, kFwdCtasPerSm);
-  const size_t smem = sizeof(float) * size_t(2 * kT * Cf::EC + 2 * kT * N + Cf::G * kT * Cf::EC);
+cudaError_t launch_fwd(const S6Inputs& in, const S6FwdArgs& args, const SegPlan& plan, void* workspace,
+                       cudaStream_t stream) {
+  constexpr int T = kThreads;
+  using Cf = FwdCfg<N>;
+  const int64_t nblk = ceil_div(in.dim, Cf::EC);
+  const size_t smem = Cf::smem_bytes();
   auto k_main = s6_fwd_kernel<IO, N, true>;
   auto k_first = s6_fwd_kernel<IO, N, false>;
   cudaError_t err = cudaFuncSetAttribute(k_main, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
@@ -226,7 +403,16 @@ cudaError_t launch_fwd(const S6Inputs& in, const S6FwdArgs& args, void* workspac
   if (err != cudaSuccess) return err;
   const int64_t EN = in.dim * N;
 
+  // Vector access: 16-byte aligned rows and channel groups (a group of VW elements spans 16 or 32 bytes).
+  constexpr int64_t kVecElems = 16 / int64_t(sizeof(IO));
+  auto rows_ok = [&](const void* p, int64_t sb, int64_t sl) {
+    return p == nullptr || (aligned16(p) && sb % kVecElems == 0 && sl % kVecElems == 0);
+  };
   FwdRun run;
+  run.vec = (Cf::VW * int64_t(sizeof(IO))) % 16 == 0 && rows_ok(in.u, in.u_sb, in.u_sl) &&
+            rows_ok(in.delta, in.delta_sb, in.delta_sl) && rows_ok(in.z, in.z_sb, in.z_sl) &&
+            rows_ok(args.out, args.out_sb, args.out_sl);
+  run.bc_vec = rows_ok(in.B, in.B_sb, in.B_sl) && rows_ok(in.C, in.C_sb, in.C_sl);
   run.seg_len = plan.seg_len;
   run.S = plan.S;
   if (plan.S > 1) {
@@ -242,8 +428,8 @@ cudaError_t launch_fwd(const S6Inputs& in, const S6FwdArgs& args, void* workspac
     first.he_ss = EN;
     first.sumdt = sumdt;
     // The last segment's end state is not needed by the combine: run only segments 0 .. S-2.
-    MX_LAUNCH(k_first, dim3(unsigned(nblk), unsigned(in.batch), unsigned(plan.S - 1)), dim3(kThreads), smem, stream,
-              in, first);
+    MX_LAUNCH(k_first, dim3(unsigned(nblk), unsigned(in.batch), unsigned(plan.S - 1)), dim3(T), smem, stream, in,
+              first);
     const int64_t total = in.batch * EN;
     MX_LAUNCH(s6_fwd_combine_kernel, dim3(unsigned(ceil_div(total, 256))), dim3(256), 0, stream, in.A, args.h0,
               h_loc, sumdt, h_init, in.batch, in.dim, int64_t(N), plan.S);
@@ -265,9 +451,9 @@ cudaError_t launch_fwd(const S6Inputs& in, const S6FwdArgs& args, void* workspac
   run.nchunks = s6_num_chunks(in.len);
   const dim3 grid(unsigned(nblk), unsigned(in.batch), unsigned(plan.S));
   if (args.out) {
-    MX_LAUNCH(k_main, grid, dim3(kThreads), smem, stream, in, run);
+    MX_LAUNCH(k_main, grid, dim3(T), smem, stream, in, run);
   } else {
-    MX_LAUNCH(k_first, grid, dim3(kThreads), smem, stream, in, run);
+    MX_LAUNCH(k_first, grid, dim3(T), smem, stream, in, run);
   }
   return cudaGetLastError();
 }
@@ -281,29 +467,40 @@ bool s6_supported_dstate(int64_t n) { return n == 8 || n == 16 || n == 32 || n =
 
 int64_t s6_num_chunks(int64_t len) { return ceil_div(len, s6::kT); }
 
-namespace s6 {
+namespace {
 // Workspace of a segmented pass: two (B, S, E, N) fp32 state arrays and a (B, S, E) fp64 Σ Δ.
+size_t segment_bytes(const S6Inputs& in, int S) {
+  if (S <= 1) return 0;
+  const size_t slots = size_t(in.batch) * S * in.dim;
+  return slots * in.dstate * sizeof(float) * 2 + slots * sizeof(double);
+}
+}  // namespace
+
+namespace s6 {
 size_t segment_workspace_bytes(const S6Inputs& in, int max_ctas_per_sm) {
   if (!s6_supported_dstate(in.dstate)) return 0;
   int64_t nblk = 0;
   dispatch(IoType::F32, in.dstate, [&](auto, auto nc) { nblk = channel_blocks<decltype(nc)::value>(in); });
-  const SegPlan plan = plan_segments(in, nblk * in.batch, max_ctas_per_sm);
-  if (plan.S <= 1) return 0;
-  const size_t slots = size_t(in.batch) * plan.S * in.dim;
-  return slots * in.dstate * sizeof(float) * 2 + slots * sizeof(double);
+  return segment_bytes(in, plan_segments(in, nblk * in.batch, max_ctas_per_sm).S);
 }
 }  // namespace s6
 
-size_t s6_fwd_workspace_bytes(const S6Inputs& in) { return s6::segment_workspace_bytes(in, s6::kFwdCtasPerSm); }
+size_t s6_fwd_workspace_bytes(const S6Inputs& in) {
+  if (!s6_supported_dstate(in.dstate)) return 0;
+  return segment_bytes(in, s6::plan_forward(in).S);
+}
+
+int s6_fwd_segments(const S6Inputs& in) { return s6_supported_dstate(in.dstate) ? s6::plan_forward(in).S : 0; }
 
 cudaError_t s6_fwd(const S6Inputs& in, const S6FwdArgs& args, void* workspace, cudaStream_t stream) {
   if (!s6_supported_dstate(in.dstate) || !in.u || !in.delta || !in.B || !in.C || !in.A || in.batch < 1 ||
       in.len < 1 || in.dim < 1)
     return cudaErrorInvalidValue;
-  if (s6_fwd_workspace_bytes(in) > 0 && !workspace) return cudaErrorInvalidValue;
+  const s6::SegPlan plan = s6::plan_forward(in);
+  if (plan.S > 1 && !workspace) return cudaErrorInvalidValue;
   cudaError_t err = cudaSuccess;
   s6::dispatch(in.io, in.dstate, [&](auto io, auto nc) {
-    err = s6::launch_fwd<decltype(io), decltype(nc)::value>(in, args, workspace, stream);
+    err = s6::launch_fwd<decltype(io), decltype(nc)::value>(in, args, plan, workspace, stream);
   });
   return err;
 }
