@@ -56,6 +56,12 @@ std::vector<S6Case> s6_cases(bool quick) {
     c.scale = 2, c.h0 = true, c.dhT = true, c.segments = k < 2 ? 0 : 3, c.strided = k == 1;
     cs.push_back(c);
   }
+  // One channel block: the automatic plan splits time and cuts the first pass into pieces (F > 1).
+  {
+    S6Case c;
+    c.io = IoType::BF16, c.L = 4200, c.E = 8, c.B = 1, c.scale = 2, c.h0 = true, c.dhT = true;
+    cs.push_back(c);
+  }
   // Other state sizes (tiny models use 64 and 128), odd channel counts.
   for (int64_t N : {8, 32, 64, 128}) {
     S6Case c;

@@ -9,7 +9,8 @@
 // Staging and the epilogue work on items of VW consecutive channels of one token: one 16-byte load (bf16;
 // two for fp32) per tensor and item when the activations are aligned (FwdRun::vec), element loads otherwise.
 // B and C are read from global memory once per CTA and tile, not once per channel.
-// The launcher splits time into S segments when the channel blocks leave CTA slots free (plan_forward).
+// The launcher splits time into S segments when the channel blocks leave CTA slots free, and cuts the first
+// pass into pieces when it alone would leave them free (plan_forward).
 // Measured on an H100 (kernels/dev/NOTES_mamba1.md, v4): CTAs of 32 or 64 threads without time segments balance
 // the blocks better but leave ~1 warp per scheduler, and the recurrence is latency-bound there (E = 5120,
 // L = 64k, bf16: 8.1-9.0 ms unsplit vs 5.65 ms at 128 threads and S = 3), so the CTA size is fixed at 128.
@@ -366,32 +367,60 @@ __global__ void __launch_bounds__(kThreads, kFwdCtasPerSm) s6_fwd_kernel(S6Input
   }
 }
 
-// Segment combine: h_init[s] = exp(A·ΣΔ[s-1])·h_init[s-1] + h_loc[s-1], h_init[0] = h0. One thread per (b, e, n).
+// Segment combine over the first pass's K = F·(S-1) pieces (F per segment): h = exp(A·ΣΔ[k])·h + h_loc[k] from
+// h0, and h_init[s] = h at the start of piece s·F (every segment's first piece). One thread per (b, e, n).
 __global__ void s6_fwd_combine_kernel(const float* A, const float* h0, const float* h_loc, const double* sumdt,
-                                      float* h_init, int64_t batch, int64_t E, int64_t N, int S) {
+                                      float* h_init, int64_t batch, int64_t E, int64_t N, int S, int F) {
   const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= batch * E * N) return;
-  const int64_t b = idx / (E * N), en = idx % (E * N), e = en / N;
+  const int64_t b = idx / (E * N), en = idx % (E * N), e = en / N, K = int64_t(F) * (S - 1);
   const double a = A[en];
   float h = h0 ? h0[idx] : 0.f;
-  for (int s = 0; s < S; ++s) {
-    const int64_t slot = (b * S + s) * E * N + en;
-    h_init[slot] = h;
-    h = float(exp(a * sumdt[(b * S + s) * E + e])) * h + h_loc[slot];
+  for (int64_t k = 0; k < K; ++k) {
+    if (k % F == 0) h_init[(b * S + k / F) * E * N + en] = h;
+    h = float(exp(a * sumdt[(b * K + k) * E + e])) * h + h_loc[(b * K + k) * E * N + en];
   }
+  h_init[(b * S + S - 1) * E * N + en] = h;
 }
 
-// The forward's time segments (s6_common.cuh, plan_segments): as many as fill the CTA slots.
-inline SegPlan plan_forward(const S6Inputs& in) {
-  const int64_t ec = kThreads / (in.dstate / kNS);
-  return plan_segments(in, ceil_div(in.dim, ec) * in.batch, kFwdCtasPerSm);
+// How the forward runs: S time segments (s6_common.cuh, plan_segments: as many as fill the CTA slots), and the
+// first pass over segments 0 .. S-2 cut into F pieces each, so that it too fills the slots (it has S-1 of the
+// main pass's S segments; at batch 4 x 1536 channels, S = 2 and the first pass would otherwise get 1.5 CTAs per
+// SM). Pieces are whole tiles: the segment length is rounded up to a multiple of F tiles.
+struct FwdPlan {
+  SegPlan seg;
+  int F = 1;
+};
+
+inline FwdPlan plan_forward(const S6Inputs& in) {
+  const int64_t nblk = ceil_div(in.dim, kThreads / (in.dstate / kNS)) * in.batch;
+  FwdPlan p;
+  p.seg = plan_segments(in, nblk, kFwdCtasPerSm);
+  if (p.seg.S > 1) {
+    const int64_t slots = int64_t(kFwdCtasPerSm) * device_sm_count(), nchunks = ceil_div(in.len, kT);
+    int64_t F = std::min<int64_t>(slots / (nblk * (p.seg.S - 1)), 8);
+    F = std::max<int64_t>(std::min<int64_t>(F, p.seg.seg_len / kT / 8), 1);  // pieces of at least 8 tiles
+    const int64_t seg_chunks = ceil_div(nchunks, p.seg.S * F) * F;
+    p.seg.seg_len = seg_chunks * kT;
+    p.seg.S = int(ceil_div(in.len, p.seg.seg_len));
+    p.F = p.seg.S > 1 ? int(F) : 1;
+  }
+  return p;
+}
+
+// Workspace of a segmented forward: h_loc (B, K, E, N) f32 | h_init (B, S, E, N) f32 | sumdt (B, K, E) f64.
+inline size_t fwd_workspace_bytes(const S6Inputs& in, const FwdPlan& p) {
+  if (p.seg.S <= 1) return 0;
+  const size_t K = size_t(p.F) * (p.seg.S - 1), be = size_t(in.batch) * in.dim;
+  return be * (K + p.seg.S) * in.dstate * sizeof(float) + be * K * sizeof(double);
 }
 
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 template <typename IO, int N>
-cudaError_t launch_fwd(const S6Inputs& in, const S6FwdArgs& args, const SegPlan& plan, void* workspace,
+cudaError_t launch_fwd(const S6Inputs& in, const S6FwdArgs& args, const FwdPlan& fp, void* workspace,
                        cudaStream_t stream) {
+  const SegPlan& plan = fp.seg;
   constexpr int T = kThreads;
   using Cf = FwdCfg<N>;
   const int64_t nblk = ceil_div(in.dim, Cf::EC);
@@ -416,23 +445,24 @@ cudaError_t launch_fwd(const S6Inputs& in, const S6FwdArgs& args, const SegPlan&
   run.seg_len = plan.seg_len;
   run.S = plan.S;
   if (plan.S > 1) {
-    // workspace: h_loc (B, S, E, N) f32 | h_init (B, S, E, N) f32 | sumdt (B, S, E) f64
-    float* h_loc = static_cast<float*>(workspace);
-    float* h_init = h_loc + in.batch * plan.S * EN;
-    double* sumdt = reinterpret_cast<double*>(h_init + in.batch * plan.S * EN);
-    err = cudaMemsetAsync(sumdt, 0, sizeof(double) * in.batch * plan.S * in.dim, stream);
+    const int64_t K = int64_t(fp.F) * (plan.S - 1);
+    float* h_loc = static_cast<float*>(workspace);                   // (B, K, E, N)
+    float* h_init = h_loc + in.batch * K * EN;                         // (B, S, E, N)
+    double* sumdt = reinterpret_cast<double*>(h_init + in.batch * plan.S * EN);  // (B, K, E)
+    err = cudaMemsetAsync(sumdt, 0, sizeof(double) * in.batch * K * in.dim, stream);
     if (err != cudaSuccess) return err;
+    // First pass over the K pieces of segments 0 .. S-2 (the last segment's end state is not needed).
     FwdRun first = run;
+    first.seg_len = plan.seg_len / fp.F;
+    first.S = int(K);
     first.h_end = h_loc;
-    first.he_sb = plan.S * EN;
+    first.he_sb = K * EN;
     first.he_ss = EN;
     first.sumdt = sumdt;
-    // The last segment's end state is not needed by the combine: run only segments 0 .. S-2.
-    MX_LAUNCH(k_first, dim3(unsigned(nblk), unsigned(in.batch), unsigned(plan.S - 1)), dim3(T), smem, stream, in,
-              first);
+    MX_LAUNCH(k_first, dim3(unsigned(nblk), unsigned(in.batch), unsigned(K)), dim3(T), smem, stream, in, first);
     const int64_t total = in.batch * EN;
     MX_LAUNCH(s6_fwd_combine_kernel, dim3(unsigned(ceil_div(total, 256))), dim3(256), 0, stream, in.A, args.h0,
-              h_loc, sumdt, h_init, in.batch, in.dim, int64_t(N), plan.S);
+              h_loc, sumdt, h_init, in.batch, in.dim, int64_t(N), plan.S, fp.F);
     run.h_init = h_init;
     run.hi_sb = plan.S * EN;
     run.hi_ss = EN;
@@ -467,37 +497,31 @@ bool s6_supported_dstate(int64_t n) { return n == 8 || n == 16 || n == 32 || n =
 
 int64_t s6_num_chunks(int64_t len) { return ceil_div(len, s6::kT); }
 
-namespace {
-// Workspace of a segmented pass: two (B, S, E, N) fp32 state arrays and a (B, S, E) fp64 Σ Δ.
-size_t segment_bytes(const S6Inputs& in, int S) {
-  if (S <= 1) return 0;
-  const size_t slots = size_t(in.batch) * S * in.dim;
-  return slots * in.dstate * sizeof(float) * 2 + slots * sizeof(double);
-}
-}  // namespace
-
 namespace s6 {
+// Workspace of the backward's segmented pass: two (B, S, E, N) fp32 state arrays and a (B, S, E) fp64 Σ Δ.
 size_t segment_workspace_bytes(const S6Inputs& in, int max_ctas_per_sm) {
   if (!s6_supported_dstate(in.dstate)) return 0;
   int64_t nblk = 0;
   dispatch(IoType::F32, in.dstate, [&](auto, auto nc) { nblk = channel_blocks<decltype(nc)::value>(in); });
-  return segment_bytes(in, plan_segments(in, nblk * in.batch, max_ctas_per_sm).S);
+  const int S = plan_segments(in, nblk * in.batch, max_ctas_per_sm).S;
+  if (S <= 1) return 0;
+  const size_t slots = size_t(in.batch) * S * in.dim;
+  return slots * in.dstate * sizeof(float) * 2 + slots * sizeof(double);
 }
 }  // namespace s6
 
 size_t s6_fwd_workspace_bytes(const S6Inputs& in) {
-  if (!s6_supported_dstate(in.dstate)) return 0;
-  return segment_bytes(in, s6::plan_forward(in).S);
+  return s6_supported_dstate(in.dstate) ? s6::fwd_workspace_bytes(in, s6::plan_forward(in)) : 0;
 }
 
-int s6_fwd_segments(const S6Inputs& in) { return s6_supported_dstate(in.dstate) ? s6::plan_forward(in).S : 0; }
+int s6_fwd_segments(const S6Inputs& in) { return s6_supported_dstate(in.dstate) ? s6::plan_forward(in).seg.S : 0; }
 
 cudaError_t s6_fwd(const S6Inputs& in, const S6FwdArgs& args, void* workspace, cudaStream_t stream) {
   if (!s6_supported_dstate(in.dstate) || !in.u || !in.delta || !in.B || !in.C || !in.A || in.batch < 1 ||
       in.len < 1 || in.dim < 1)
     return cudaErrorInvalidValue;
-  const s6::SegPlan plan = s6::plan_forward(in);
-  if (plan.S > 1 && !workspace) return cudaErrorInvalidValue;
+  const s6::FwdPlan plan = s6::plan_forward(in);
+  if (plan.seg.S > 1 && !workspace) return cudaErrorInvalidValue;
   cudaError_t err = cudaSuccess;
   s6::dispatch(in.io, in.dstate, [&](auto io, auto nc) {
     err = s6::launch_fwd<decltype(io), decltype(nc)::value>(in, args, plan, workspace, stream);
