@@ -63,8 +63,11 @@ class MambaLM {
   // With `state` non-null (possibly empty: then it is zero-initialised) the scan starts from it and it is
   // updated to the state after the last token.
   at::Tensor hidden(const at::Tensor& ids, const DtScales& scales = {}, State* state = nullptr) const;
-  // hidden (…, D) -> logits (…, V_pad), fp32 (fp64 in reference mode).
+  // hidden (…, D) -> logits (…, V_pad), fp32 (fp64 in reference mode): head_logits() in the state dtype.
   at::Tensor logits(const at::Tensor& hidden) const;
+  // hidden (…, D) -> logits (…, V_pad) in the activation dtype, as the LM-head GEMM writes them (bf16 for a
+  // bf16 model: no fp32 copy; the fused cross entropy of windows_nll reads these on CUDA).
+  at::Tensor head_logits(const at::Tensor& hidden) const;
   // hidden() followed by logits() over every position: (B, L, V_pad).
   at::Tensor forward(const at::Tensor& ids, const DtScales& scales = {}, State* state = nullptr) const;
   // One decoding step: ids (B) -> logits (B, V_pad); `state` must not be empty.

@@ -5,6 +5,11 @@
 // logsumexp(logits) − logit[target], i.e. −log_softmax at the target, with both terms computed in the model's
 // logit dtype (fp32; fp64 in reference mode; the logsumexp in place in the logits buffer, so no second buffer of
 // that size) and the difference and every sum taken in fp64.
+// On CUDA (fp32 / bf16 models) the LM head runs in blocks of up to 8192 rows or 1 GiB of logits in the
+// activation dtype (bf16 logits are read as the GEMM wrote them, with no fp32 copy: the same values the fp32
+// conversion held), and the fused kernel of kernels/loss (ops::lm_nll_cuda) computes logsumexp − logit[target]
+// per row in one pass (exponential sums in fp32, the rest in fp64) into a device buffer of the whole batch,
+// copied to the host once per call: no host synchronisation per block.
 // evaluate_perplexity runs many lengths in one pass and reduces the NLLs to ppl, its standard error, bits per
 // byte and byte perplexity (statistics_json writes the definitions into the output).
 // Limits: every window of a batch has the same length; a batch's memory is about B x segment_len tokens of
@@ -22,12 +27,19 @@
 
 #include "mambaextend/error.h"
 #include "mambaextend/eval.h"
+#ifdef MX_WITH_CUDA
+#include "ops/cuda_ops.h"
+#endif
 
 namespace mx {
 
 namespace {
 
 constexpr int64_t kMaxLogitRows = 1024;  // batch x positions per LM-head block
+#ifdef MX_WITH_CUDA
+constexpr int64_t kCudaMaxLogitRows = 8192;               // per LM-head block on the GPU (fused path) ...
+constexpr int64_t kCudaMaxLogitBytes = int64_t(1) << 30;  // ... and at most this many bytes of logits
+#endif
 
 double peak_rss_mb() {
   struct rusage ru {};
@@ -75,6 +87,41 @@ int64_t batch_size(const EvalOptions& o, int64_t L) {
   return o.batch > 0 ? o.batch : std::max<int64_t>(1, o.segment_len / L);
 }
 
+#ifdef MX_WITH_CUDA
+// The CUDA path of windows_nll_impl (the file comment): ids (B, L) on the host, `from` the first scored position
+// of any window; appends each window's NLLs from its own score_from to `out`.
+void windows_nll_fused_cuda(const MambaLM& model, const DtScales& scales,
+                            const std::vector<const ScoredWindow*>& batch, const at::Tensor& ids, int64_t from,
+                            int64_t segment_len, const std::function<void(int64_t)>& on_segment_done,
+                            std::vector<std::vector<double>>& out) {
+  const int64_t B = ids.size(0), L = ids.size(1), P = L - 1 - from;  // P scored positions per window, at most
+  const auto dev = model.options().device;
+  const int64_t V = model.weight("lm_head.weight").size(0);  // V_pad
+  const int64_t row_bytes = V * static_cast<int64_t>(c10::elementSize(model.options().dtype));
+  const int64_t block = std::clamp<int64_t>(kCudaMaxLogitBytes / std::max<int64_t>(row_bytes, 1), 1, kCudaMaxLogitRows);
+  const int64_t rows = std::max<int64_t>(1, block / B);  // positions per window and block
+  const auto targets_all = ids.to(dev);                                                     // (B, L)
+  const auto nll = at::empty({B, P}, at::TensorOptions().dtype(at::kDouble).device(dev));  // (B, P)
+  State state;
+  model.hidden_segmented(
+      ids, segment_len, scales,
+      [&](int64_t start, const at::Tensor& h) {  // h (B, len, D)
+        const int64_t end = std::min(start + h.size(1), L - 1);  // position L-1 has no target
+        for (int64_t a = std::max(start, from); a < end; a += rows) {
+          const int64_t n = std::min(rows, end - a);
+          const auto logits = model.head_logits(h.narrow(1, a - start, n));  // (B, n, V_pad), activation dtype
+          ops::lm_nll_cuda(logits, targets_all.narrow(1, a + 1, n), nll.narrow(1, a - from, n));
+        }
+        if (on_segment_done) on_segment_done(start + h.size(1));
+      },
+      &state);
+  const auto host = nll.cpu();  // the one synchronisation of the call
+  const double* p = host.data_ptr<double>();
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t k = batch[b]->score_from - from; k < P; ++k) out[b].push_back(p[b * P + k]);
+}
+#endif
+
 // windows_nll with a hook called after each segment with the number of positions done so far (per window).
 std::vector<std::vector<double>> windows_nll_impl(const MambaLM& model, const DtScales& scales,
                                                   const std::vector<const ScoredWindow*>& batch, int64_t segment_len,
@@ -100,6 +147,12 @@ std::vector<std::vector<double>> windows_nll_impl(const MambaLM& model, const Dt
   for (int64_t b = 0; b < B; ++b) out[b].reserve(static_cast<size_t>(L - 1 - batch[b]->score_from));
 
   at::NoGradGuard no_grad;
+#ifdef MX_WITH_CUDA
+  if (model.options().device.is_cuda() && model.options().dtype != at::kDouble) {
+    windows_nll_fused_cuda(model, scales, batch, ids, from, segment_len, on_segment_done, out);
+    return out;
+  }
+#endif
   const auto targets_all = ids.to(model.options().device);  // (B, L)
   const int64_t rows = std::max<int64_t>(1, kMaxLogitRows / B);
   State state;
@@ -263,7 +316,9 @@ nlohmann::json statistics_json(Protocol p) {
   j["bits_per_byte"] = "lm-evaluation-harness: sum_nll / (bytes * ln 2), bytes = UTF-8 bytes of the scored target "
                        "tokens (Tokenizer::token_bytes), summed over all scored tokens";
   j["byte_perplexity"] = "lm-evaluation-harness: exp(sum_nll / bytes)";
-  j["nll"] = "-log_softmax(logits)[target] = logsumexp(logits) - logits[target], logits in fp32, sums in fp64";
+  j["nll"] = "-log_softmax(logits)[target] = logsumexp(logits) - logits[target], logits in fp32 (bf16 "
+             "models on CUDA: the bf16 LM-head output, read directly), logsumexp accumulated in fp32, the difference "
+             "and every sum in fp64";
   return j;
 }
 

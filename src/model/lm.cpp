@@ -3,6 +3,7 @@
 // mixers are in mamba1_mixer.cpp / mamba2_mixer.cpp. Every entry point (full sequence, segments, one-token
 // step) runs this one hidden() with a State, so they agree up to floating-point reassociation.
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 #include <fmt/format.h>
 
 #include <cstring>
@@ -10,6 +11,9 @@
 #include "mambaextend/error.h"
 #include "mambaextend/model.h"
 #include "mambaextend/ops.h"
+#ifdef MX_WITH_CUDA
+#include "ops/cuda_ops.h"
+#endif
 
 namespace mx {
 
@@ -20,6 +24,14 @@ bool is_fp32_param(const std::string& name) {
     if (name.size() >= std::strlen(suffix) && name.compare(name.size() - std::strlen(suffix), std::string::npos, suffix) == 0)
       return true;
   return false;
+}
+// A small host tensor (ids, Δ scales) onto the model's device. To a GPU it goes through pinned memory without
+// blocking: ATen's plain copy from pageable memory synchronises the stream, which drained the GPU's queue once
+// per layer and segment and left it idle while the host enqueued the next kernels. Tensors that require grad
+// (CFBP's leaves live on the device already) take the plain, differentiable copy.
+at::Tensor to_device(const at::Tensor& t, c10::Device dev, at::ScalarType dtype) {
+  if (!dev.is_cuda() || !t.is_cpu() || t.requires_grad()) return t.to(dev, dtype);
+  return t.to(dtype).contiguous().pin_memory().to(dev, dtype, /*non_blocking=*/true);
 }
 }  // namespace
 
@@ -84,21 +96,34 @@ at::Tensor MambaLM::hidden(const at::Tensor& ids, const DtScales& scales, State*
     throw ShapeError("model state does not match the model or the batch size");
 
   const auto sd = state_dtype();
-  auto x = at::embedding(w_.at("embedding.weight"), ids.to(opts_.device, at::kLong));  // (B, L, D)
+  auto x = at::embedding(w_.at("embedding.weight"), to_device(ids, opts_.device, at::kLong));  // (B, L, D)
   at::Tensor residual;                                                                 // (B, L, D) fp32
+  // r += h; RMSNorm(r)·w in the activation dtype. On CUDA without gradients (evaluation, CFZO) one kernel
+  // (kernels/norm, the same fp32 math) updates r in place and writes the result once in the activation dtype,
+  // instead of four ATen passes (cast, add, norm in fp32, cast); the values are the same.
+#ifdef MX_WITH_CUDA
+  const bool fused = opts_.device.is_cuda() && opts_.dtype != at::kDouble && !at::GradMode::is_enabled();
+#endif
+  auto add_norm = [&](const at::Tensor& h, const at::Tensor& w) -> at::Tensor {
+#ifdef MX_WITH_CUDA
+    if (fused) return ops::add_rmsnorm_cuda(h, residual, w, cfg_.norm_eps, opts_.dtype);
+#endif
+    residual = residual.defined() ? residual + h.to(sd) : h.to(sd);
+    return ops::rmsnorm(residual, w, cfg_.norm_eps).to(opts_.dtype);
+  };
   for (int64_t l = 0; l < cfg_.n_layer; ++l) {
-    residual = residual.defined() ? residual + x.to(sd) : x.to(sd);
-    auto u = ops::rmsnorm(residual, w_.at(fmt::format("layers.{}.norm.weight", l)), cfg_.norm_eps).to(opts_.dtype);
-    const at::Tensor s = scales.empty() ? at::Tensor() : scales.per_layer[l].to(opts_.device, sd);
+    auto u = add_norm(x, w_.at(fmt::format("layers.{}.norm.weight", l)));
+    const at::Tensor s = scales.empty() ? at::Tensor() : to_device(scales.per_layer[l], opts_.device, sd);
     x = mixer(l, u, s, st.layers[l]);
   }
-  residual = residual + x.to(sd);
-  return ops::rmsnorm(residual, w_.at("norm_f.weight"), cfg_.norm_eps).to(opts_.dtype);
+  return add_norm(x, w_.at("norm_f.weight"));
 }
 
-at::Tensor MambaLM::logits(const at::Tensor& hidden) const {
-  return at::matmul(hidden.to(opts_.dtype), w_.at("lm_head.weight").t()).to(state_dtype());
+at::Tensor MambaLM::head_logits(const at::Tensor& hidden) const {
+  return at::matmul(hidden.to(opts_.dtype), w_.at("lm_head.weight").t());
 }
+
+at::Tensor MambaLM::logits(const at::Tensor& hidden) const { return head_logits(hidden).to(state_dtype()); }
 
 at::Tensor MambaLM::forward(const at::Tensor& ids, const DtScales& scales, State* state) const {
   return logits(hidden(ids, scales, state));

@@ -24,6 +24,13 @@ at::Tensor rmsnorm_cuda(const at::Tensor& x, const at::Tensor& w, double eps);
 at::Tensor add_rmsnorm_cuda(const at::Tensor& x, at::Tensor& residual, const at::Tensor& w, double eps,
                             at::ScalarType out_dtype);
 
+// Fused LM-head cross entropy (kernels/loss): out[g, j] = logsumexp(logits[g, j, :]) − logits[g, j, targets[g, j]],
+// float64, written in place. logits (G, n, V) or (n, V), fp32 or bf16 (other dtypes run the ATen expression on
+// the device) with a unit stride over V and any other strides; targets (G, n) / (n) int64; out (G, n) / (n)
+// float64, any strides (a view into a larger buffer). One CUDA device. No host synchronisation. A target outside
+// [0, V) gives NaN (never an out-of-bounds read), as do NaN / +inf logits in the row (kernels/loss/lm_nll.h).
+void lm_nll_cuda(const at::Tensor& logits, const at::Tensor& targets, const at::Tensor& out);
+
 // ---- backward passes (the conventions of ref::selective_scan_bwd / ref::causal_conv1d_bwd in ref/ref_bwd.h:
 // gradients in the shapes and dtypes of the inputs; an undefined dy / dhT / dstate_out counts as zeros).
 // h0 may be undefined (zeros; dh0 is then fp32). Runs the forward once more to store state checkpoints
