@@ -196,7 +196,7 @@ __global__ void __launch_bounds__(256, 2) chunk_scan_bwd_kernel(SsdArgs a, SsdBw
   float* rowf = oddt + kQ;
   float* colf = rowf + kQ;
   float* red = colf + kQ;
-  const int64_t c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / d.hpg;
+  const int64_t c = grid_chunk(d), h = grid_head(d), b = blockIdx.z, g = h / d.hpg;
   const int64_t base = (b * d.H + h) * d.Lp + c * kQ;
   const float ceh = cs2[base + kQ - 1], cel = csl[base + kQ - 1];
   for (int t = int(threadIdx.x); t < kQ; t += int(blockDim.x)) {
@@ -484,12 +484,12 @@ cudaError_t launch_bwd(const SsdArgs& a, const SsdBwdArgs& gr, void* ws, cudaStr
   if constexpr (std::is_same_v<T, bf16>) {
     auto k7 = chunk_scan_bwd_async_kernel<N>;
     if ((err = set_smem(k7, kScanBwdAsyncSmem)) != cudaSuccess) return err;
-    MX_LAUNCH(k7, dim3(nc, H, B), dim3(256), kScanBwdAsyncSmem, st, a, gr, d, w.f.dtv, w.f.cs2, w.f.csl,
+    MX_LAUNCH(k7, chunk_head_grid(d), dim3(256), kScanBwdAsyncSmem, st, a, gr, d, w.f.dtv, w.f.cs2, w.f.csl,
               static_cast<const float*>(w.f.S), static_cast<const float*>(w.G), w.f.cb, w.slot);
   } else {
     auto k7 = chunk_scan_bwd_kernel<T, N>;
     if ((err = set_smem(k7, scan_bwd_smem<T>())) != cudaSuccess) return err;
-    MX_LAUNCH(k7, dim3(nc, H, B), dim3(256), scan_bwd_smem<T>(), st, a, gr, d, w.f.dtv, w.f.cs2, w.f.csl,
+    MX_LAUNCH(k7, chunk_head_grid(d), dim3(256), scan_bwd_smem<T>(), st, a, gr, d, w.f.dtv, w.f.cs2, w.f.csl,
               static_cast<const float*>(w.f.S), static_cast<const float*>(w.G), w.f.cb, w.slot);
   }
   mark("bwd_chunk_scan", st);

@@ -35,7 +35,7 @@ __global__ void __launch_bounds__(256, 2) chunk_scan_bwd_async_kernel(SsdArgs a,
   float* rowf = oddt + kQ;
   float* colf = rowf + kQ;
   float* red = colf + kQ;
-  const int64_t c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / d.hpg;
+  const int64_t c = grid_chunk(d), h = grid_head(d), b = blockIdx.z, g = h / d.hpg;
   const int64_t base = (b * d.H + h) * d.Lp + c * kQ;
   const float ceh = cs2[base + kQ - 1], cel = csl[base + kQ - 1];
   for (int t = int(threadIdx.x); t < kQ; t += int(blockDim.x)) {

@@ -34,6 +34,13 @@ struct Dims {
   int64_t B, L, H, G, N, hpg, nc, Lp;
 };
 
+// The per-(chunk, head) kernels (chunk state, chunk scan, their backward) run on a grid (nc·H, 1, B) with the head
+// fastest, so that the H heads of a chunk are resident together and read that chunk's C, B (and the fp32 CB tile,
+// 256 KB per chunk and group) from L2; chunk-fastest order streamed every chunk's CB through L2 once per head.
+inline dim3 chunk_head_grid(const Dims& d) { return dim3(unsigned(d.nc * d.H), 1u, unsigned(d.B)); }
+MX_DEV int64_t grid_chunk(const Dims& d) { return int64_t(blockIdx.x) / d.H; }
+MX_DEV int64_t grid_head(const Dims& d) { return int64_t(blockIdx.x) % d.H; }
+
 MX_DEV int lane_id() { return int(threadIdx.x) & 31; }
 MX_DEV int warp_id() { return int(threadIdx.x) >> 5; }
 

@@ -29,7 +29,7 @@ __global__ void __launch_bounds__(256, 2) chunk_scan_kernel(SsdArgs a, Dims d, c
   float* sex = sdt + kQ;
   float* rowf = sex + kQ;
   float* colf = rowf + kQ;  // (64)
-  const int64_t c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / d.hpg;
+  const int64_t c = grid_chunk(d), h = grid_head(d), b = blockIdx.z, g = h / d.hpg;
   const int64_t base = (b * d.H + h) * d.Lp + c * kQ;
   for (int t = int(threadIdx.x); t < kQ; t += int(blockDim.x)) {
     scs[t] = cs2[base + t];
@@ -129,7 +129,7 @@ __global__ void __launch_bounds__(256, 2) chunk_scan_async_kernel(SsdArgs a, Dim
   float* sex = sdt + kQ;
   float* rowf = sex + kQ;
   float* colf = rowf + kQ;
-  const int64_t c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / d.hpg;
+  const int64_t c = grid_chunk(d), h = grid_head(d), b = blockIdx.z, g = h / d.hpg;
   const int64_t base = (b * d.H + h) * d.Lp + c * kQ;
   for (int t = int(threadIdx.x); t < kQ; t += int(blockDim.x)) {
     scs[t] = cs2[base + t];
@@ -272,7 +272,7 @@ cudaError_t launch_fwd(const SsdArgs& a, const SsdFwdOut& o, void* ws, cudaStrea
   const FwdWs w = fwd_ws(d, ws);
   cudaError_t err = launch_prefix<T, N>(a, d, w, o.hT, st);
   if (err != cudaSuccess) return err;
-  const dim3 grid(unsigned(d.nc), unsigned(d.H), unsigned(d.B));
+  const dim3 grid = chunk_head_grid(d);
   if constexpr (std::is_same_v<T, bf16>) {
     auto k5 = chunk_scan_async_kernel<N>;
     if ((err = set_smem(k5, kScanAsyncSmem)) != cudaSuccess) return err;

@@ -123,7 +123,7 @@ __global__ void __launch_bounds__(128, 4) cb_kernel(SsdArgs a, Dims d, float* cb
 // ---- 3. Chunk states out[b,c,h] (P × N, fp32) = Σ_s w_s · u_s ⊗ v_s over the chunk:
 //   forward (kRev = false): u = x, v = B, w_s = exp(cs_end − cs_s)·Δ_s           (S_c)
 //   backward (kRev = true): u = dy, v = C, w_t = exp(cs_t)                       (R_c = ∂L/∂S_in[c] via y)
-// Grid (nc, H, B), 256 threads: warp w owns p rows 16·(w%4).. and n columns (w/4)·N/2 ... Per block of 64
+// Grid chunk_head_grid(d), 256 threads: warp w owns p rows 16·(w%4).. and n columns (w/4)·N/2 ... Per block of 64
 // tokens, u (scaled by w) and v are copied as [s][p] and [s][n] tiles; the product reads both transposed.
 struct StateSrc {
   const void* u;
@@ -144,7 +144,7 @@ __global__ void __launch_bounds__(256, 2) chunk_state_kernel(StateSrc s, Dims d,
   T* As = reinterpret_cast<T*>(dynamic_smem());  // u [s][p]
   T* Bs = As + 64 * LA;                            // v [s][n]
   float* wr = reinterpret_cast<float*>(Bs + 64 * LB);
-  const int64_t c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / d.hpg;
+  const int64_t c = grid_chunk(d), h = grid_head(d), b = blockIdx.z, g = h / d.hpg;
   const int64_t base = (b * d.H + h) * d.Lp + c * kQ;
   const float ceh = cs2[base + kQ - 1], cel = csl[base + kQ - 1];
   for (int t = int(threadIdx.x); t < kQ; t += int(blockDim.x))
@@ -185,7 +185,7 @@ __global__ void __launch_bounds__(256, 2) chunk_state_async_kernel(StateSrc s, D
   bf16* Xb = reinterpret_cast<bf16*>(dynamic_smem());  // u [s][p]
   bf16* Bb = Xb + 128 * LA;                             // v [s][n]
   float* wr = reinterpret_cast<float*>(Bb + 128 * LB);
-  const int64_t c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / d.hpg;
+  const int64_t c = grid_chunk(d), h = grid_head(d), b = blockIdx.z, g = h / d.hpg;
   const int64_t base = (b * d.H + h) * d.Lp + c * kQ;
   const float ceh = cs2[base + kQ - 1], cel = csl[base + kQ - 1];
   for (int t = int(threadIdx.x); t < kQ; t += int(blockDim.x))
@@ -328,7 +328,7 @@ cudaError_t set_smem(K kernel, size_t bytes) {
 // Chunk states (forward: x, B; backward: dy, C) into out: the async kernel for bf16, the staged one for fp32.
 template <typename T, int N, bool kRev>
 cudaError_t launch_chunk_state(const StateSrc& src, const Dims& d, const FwdWs& w, float* out, cudaStream_t st) {
-  const dim3 grid(unsigned(d.nc), unsigned(d.H), unsigned(d.B));
+  const dim3 grid = chunk_head_grid(d);
   cudaError_t err = cudaSuccess;
   if constexpr (std::is_same_v<T, bf16>) {
     auto k = chunk_state_async_kernel<N, kRev>;
