@@ -2,7 +2,8 @@
 # Calibration speed and memory on one GPU (issue 10 "Show it"), on random models of published shapes
 # (scripts/make_random_model.py; real checkpoints cannot be downloaded here):
 #   zo_pile_130m        CFZO with the paper's Proof-Pile setting: K = 50 SPSA iterations, 20 calibration windows,
-#                       L = 16384, proofpile protocol (every token scored), mamba-130m shape (target <= 60 s)
+#                       L = 16384, proofpile protocol (every token scored), mamba-130m shape (target <= 60 s);
+#                       zo_pile_130m_seg2048 the same with the default 2048-token segments
 #   bp_step_<shape>_<L> one CFBP step (1 window, Adam, segment checkpointing) at L = 16384 and 65536 for the
 #                       mamba-130m and mamba-1.4b shapes (target for 1.4b at 64k: <= 20 GB of GPU memory)
 # Each run is `mambaextend calibrate` in a fresh process; its "timing:" log line (total, initial objective,
@@ -81,8 +82,12 @@ print(json.dumps(row))
 EOF
 }
 
+# The objective's windows per forward are left to calibrate (--eval-batch 0: a token budget on a GPU); segments of L
+# (one per window) and of 2048 tokens (the default).
 run zo_pile_130m mamba-130m --method zo --protocol proofpile --samples "$ZO_N" --length "$ZO_L" \
-  --iterations "$ZO_K" --segment-len "$ZO_L" --eval-batch 4
+  --iterations "$ZO_K" --segment-len "$ZO_L"
+run zo_pile_130m_seg2048 mamba-130m --method zo --protocol proofpile --samples "$ZO_N" --length "$ZO_L" \
+  --iterations "$ZO_K" --segment-len 2048
 for shape in ${MX_BENCH_BP_SHAPES:-mamba-130m mamba-1.4b}; do
   for L in $BP_LENGTHS; do
     run "bp_step_${shape}_${L}" "$shape" --method bp --samples 1 --iterations 1 --length "$L" --segment-len "$SEG"

@@ -56,10 +56,12 @@ DtScales to_dt_scales(const std::vector<double>& s, const ScaleLayout& layout, c
 
 // ---- objective and gradient ----------------------------------------------------------------------------
 // Mean NLL of windows[idx] (all windows when idx is empty) under the set's protocol: pg19 = mean over all
-// scored tokens, proofpile = mean over windows of each window's mean. `batch` windows per forward.
+// scored tokens, proofpile = mean over windows of each window's mean. `batch` windows per forward (0: auto_eval_batch).
 // Returns NaN/inf as computed (the caller decides what a non-finite objective means).
 double calibration_nll(const MambaLM& model, const DtScales& scales, const CalibrationSet& set,
                        const std::vector<int64_t>& idx, int64_t segment_len, int64_t batch);
+// The automatic windows per forward (backprop.cpp has the rule: segment-filling on the CPU, a token budget on a GPU).
+int64_t auto_eval_batch(const MambaLM& model, int64_t n_windows, int64_t length, int64_t segment_len);
 
 struct GradOptions {
   int64_t segment_len = 2048;  // tokens per checkpointed segment

@@ -14,7 +14,9 @@ namespace mx::ops {
 //   y[b,t,c] = bias[c] + Σ_k w[c,k] · xx[b, t+k, c]   where xx = concat(state (K-1 oldest-first), x) over time
 // x (B, L, C); weight (C, K); bias (C) or undefined; state (B, C, K-1), replaced by the last K-1 inputs.
 // Returns the pre-activation (B, L, C) in x's dtype.
-at::Tensor causal_conv1d(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, at::Tensor& state);
+// silu: return silu(y) (one fused kernel on CUDA when no gradient is wanted).
+at::Tensor causal_conv1d(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, at::Tensor& state,
+                         bool silu = false);
 
 // Mamba1 selective scan with the Δ computation and the gate fused in:
 //   Δ[b,t,e]  = s[e] · softplus(delta_raw[b,t,e] + dt_bias[e])       (s = dt_scale, broadcast from (1) or (E))

@@ -37,7 +37,7 @@ __global__ void __launch_bounds__(kLanes* kRuns) conv1d_fwd_kernel(Conv1dArgs a,
     float acc = fmaf(w[K - 1], xn, bias);
 #pragma unroll
     for (int k = 0; k < K - 1; ++k) acc = fmaf(w[k], win[k], acc);
-    store_f(yp, t * y_sl, acc);
+    store_f(yp, t * y_sl, a.silu ? silu_f(acc) : acc);
 #pragma unroll
     for (int k = 0; k < K - 2; ++k) win[k] = win[k + 1];
     win[K - 2] = xn;

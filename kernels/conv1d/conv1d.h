@@ -21,6 +21,7 @@ struct Conv1dArgs {
   const void* weight = nullptr;  // (C, K)
   const void* bias = nullptr;    // (C) or null
   const void* state_in = nullptr;  // (B, C, K-1)
+  bool silu = false;               // forward only: y = silu(conv + bias) (the mixers' activation, fused)
 };
 
 // y (B, L, C) with strides y_sb, y_sl; state_out (B, C, K-1) may alias state_in (it is written after y).

@@ -19,6 +19,7 @@
 #include <c10/core/GradMode.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -161,12 +162,27 @@ DtScales to_dt_scales(const std::vector<double>& s, const ScaleLayout& layout, c
   return d;
 }
 
+// Windows per forward of the objective for --eval-batch 0. CPU: as many as fill one segment (max(1, segment_len /
+// L)). GPU: as many as keep one segment's forward at <= kGpuBatchTokens tokens (batch x min(segment_len, L)), split
+// evenly (20 windows of 16k tokens at segment 16k: batches of 7, 7, 6), since larger batches fill the GPU (the scan
+// then needs no time split) and the bound keeps activations to a few GB even for the 2.8b shapes.
+constexpr int64_t kGpuBatchTokens = int64_t(1) << 17;
+
+int64_t auto_eval_batch(const MambaLM& model, int64_t n_windows, int64_t length, int64_t segment_len) {
+  const int64_t L = std::max<int64_t>(1, length), n = std::max<int64_t>(1, n_windows);
+  if (!model.options().device.is_cuda()) return std::max<int64_t>(1, segment_len / L);
+  const int64_t per_forward = std::clamp<int64_t>(kGpuBatchTokens / std::max<int64_t>(1, std::min(segment_len, L)), 1, n);
+  const int64_t batches = (n + per_forward - 1) / per_forward;
+  return (n + batches - 1) / batches;
+}
+
 double calibration_nll(const MambaLM& model, const DtScales& scales, const CalibrationSet& set,
                        const std::vector<int64_t>& idx_in, int64_t segment_len, int64_t batch) {
   const auto idx = all_or(idx_in, set.windows.size());
   if (idx.empty()) throw UsageError("calibration objective: no windows");
   if (!representable(scales)) return std::numeric_limits<double>::quiet_NaN();
-  const int64_t b = batch > 0 ? batch : std::max<int64_t>(1, segment_len / std::max<int64_t>(1, set.length));
+  const int64_t b = batch > 0 ? batch
+                              : auto_eval_batch(model, static_cast<int64_t>(idx.size()), set.length, segment_len);
   double sum = 0, sum_means = 0;
   int64_t tokens = 0;
   for (size_t i = 0; i < idx.size(); i += static_cast<size_t>(b)) {

@@ -141,7 +141,7 @@ void register_calibrate(CLI::App& app) {
       ->capture_default_str()->check(CLI::IsMember({"pg19", "proofpile"}));
   add("pred-len", o.pred_len, "pg19: scored tokens per window")->capture_default_str();
   add("segment-len", o.segment_len, "tokens per segment of the forward / checkpointed backward")->capture_default_str();
-  add("eval-batch", o.eval_batch, "windows per forward of the objective (0: max(1, segment-len / L))")->capture_default_str();
+  add("eval-batch", o.eval_batch, "windows per forward of the objective (0: CPU max(1, segment-len / L); GPU up to 131072 tokens per forward)")->capture_default_str();
   add("device", o.device, "cpu | cuda")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
   add("dtype", o.dtype, "fp32 | bf16 | fp64 (reference)")->capture_default_str()->check(CLI::IsMember({"fp32", "bf16", "fp64"}));
   add("cache-dir", o.cache_dir, "token cache directory (default: $MAMBAEXTEND_CACHE or ~/.cache/mambaextend)");

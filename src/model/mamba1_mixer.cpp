@@ -21,7 +21,7 @@ at::Tensor MambaLM::mamba1_mixer(int64_t layer, const at::Tensor& u, const at::T
   auto xz = at::linear(u, w("in_proj.weight"), opt("in_proj.bias"));        // (B, L, 2E)
   auto x = xz.narrow(-1, 0, E);
   auto z = xz.narrow(-1, E, E);
-  x = at::silu(ops::causal_conv1d(x, w("conv1d.weight2d"), opt("conv1d.bias"), st.conv));  // (B, L, E)
+  x = ops::causal_conv1d(x, w("conv1d.weight2d"), opt("conv1d.bias"), st.conv, /*silu=*/true);  // (B, L, E)
   auto xdbl = at::linear(x, w("x_proj.weight"));                              // (B, L, R + 2N)
   auto dt_low = xdbl.narrow(-1, 0, R);
   auto Bm = xdbl.narrow(-1, R, N);                                            // (B, L, N)

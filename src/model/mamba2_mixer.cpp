@@ -22,7 +22,7 @@ at::Tensor MambaLM::mamba2_mixer(int64_t layer, const at::Tensor& u, const at::T
   auto z = zxbcdt.narrow(-1, 0, E);
   auto xBC = zxbcdt.narrow(-1, E, E + 2 * G * N);
   auto dt = zxbcdt.narrow(-1, 2 * E + 2 * G * N, H);                        // (B, L, H)
-  xBC = at::silu(ops::causal_conv1d(xBC, w("conv1d.weight2d"), opt("conv1d.bias"), st.conv));
+  xBC = ops::causal_conv1d(xBC, w("conv1d.weight2d"), opt("conv1d.bias"), st.conv, /*silu=*/true);
   auto x = xBC.narrow(-1, 0, E).reshape({B, L, H, P});
   auto Bm = xBC.narrow(-1, E, G * N).reshape({B, L, G, N});
   auto Cm = xBC.narrow(-1, E + G * N, G * N).reshape({B, L, G, N});

@@ -1,4 +1,6 @@
 // ops::causal_conv1d: validates, then runs the CPU reference or the CUDA kernel (kernels/conv1d).
+#include <ATen/ATen.h>
+
 #include "mambaextend/ops.h"
 #include "ops/check.h"
 #include "ops/autograd.h"
@@ -9,7 +11,8 @@
 
 namespace mx::ops {
 
-at::Tensor causal_conv1d(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, at::Tensor& state) {
+at::Tensor causal_conv1d(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, at::Tensor& state,
+                         bool silu) {
   using detail::check_shape;
   constexpr const char* op = "causal_conv1d";
   check_shape(x, {-1, -1, -1}, op, "x");
@@ -20,9 +23,15 @@ at::Tensor causal_conv1d(const at::Tensor& x, const at::Tensor& weight, const at
   if (bias.defined()) check_shape(bias, {C}, op, "bias");
   check_shape(state, {B, C, K - 1}, op, "state");
   for (const at::Tensor* t : std::initializer_list<const at::Tensor*>{&weight, &bias, &state}) detail::check_same_device(x, *t, op, "weight/bias/state");
-  if (detail::wants_grad({&x, &state}))  // CFBP only (ops/autograd.h)
-    return detail::causal_conv1d_autograd(x, weight, bias, state);
-  return detail::causal_conv1d_forward(x, weight, bias, state);
+  if (detail::wants_grad({&x, &state})) {  // CFBP only (ops/autograd.h)
+    auto y = detail::causal_conv1d_autograd(x, weight, bias, state);
+    return silu ? at::silu(y) : y;
+  }
+#ifdef MX_WITH_CUDA
+  if (x.is_cuda()) return causal_conv1d_cuda(x, weight, bias, state, silu);
+#endif
+  auto y = detail::causal_conv1d_forward(x, weight, bias, state);
+  return silu ? at::silu(y) : y;
 }
 
 namespace detail {

@@ -30,7 +30,7 @@ kern::Conv1dArgs make_args(const at::Tensor& x, const at::Tensor& w, const at::T
 }  // namespace
 
 at::Tensor causal_conv1d_cuda(const at::Tensor& x_in, const at::Tensor& weight, const at::Tensor& bias,
-                              at::Tensor& state) {
+                              at::Tensor& state, bool silu) {
   const int64_t B = x_in.size(0), L = x_in.size(1), C = x_in.size(2), K = weight.size(1);
   if (!supported(x_in, K)) {
     warn_once(g_warned_fallback, fmt::format("causal_conv1d: no CUDA kernel for {} with width {}; running the CPU "
@@ -38,7 +38,7 @@ at::Tensor causal_conv1d_cuda(const at::Tensor& x_in, const at::Tensor& weight, 
     auto sc = state.cpu();
     auto y = ref::causal_conv1d(x_in.cpu(), weight.cpu(), bias.defined() ? bias.cpu() : bias, sc);
     state.copy_(sc);
-    return y.to(x_in.device());
+    return (silu ? at::silu(y) : y).to(x_in.device());
   }
   const c10::cuda::CUDAGuard guard(x_in.device());
   if (B == 0 || L == 0 || C == 0) return at::empty({B, L, C}, x_in.options());
@@ -48,7 +48,8 @@ at::Tensor causal_conv1d_cuda(const at::Tensor& x_in, const at::Tensor& weight, 
   const bool direct = state.scalar_type() == io && state.is_contiguous();
   at::Tensor st = direct ? state : state.to(io).contiguous();  // (B, C, K-1)
   auto y = at::empty({B, L, C}, x.options());                  // (B, L, C)
-  const auto a = make_args(x, w, b, st);
+  auto a = make_args(x, w, b, st);
+  a.silu = silu;
   check(kern::conv1d_fwd(a, y.data_ptr(), y.stride(0), y.stride(1), st.data_ptr(), stream()), "causal_conv1d");
   if (!direct) state.copy_(st);
   return y.scalar_type() == x_in.scalar_type() ? y : y.to(x_in.scalar_type());

@@ -16,7 +16,7 @@ at::Tensor selective_scan_cuda(const at::Tensor& u, const at::Tensor& delta_raw,
                                const at::Tensor& dt_scale, const at::Tensor& A, const at::Tensor& Bm,
                                const at::Tensor& Cm, const at::Tensor& D, const at::Tensor& z, at::Tensor& h);
 at::Tensor causal_conv1d_cuda(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
-                              at::Tensor& state);
+                              at::Tensor& state, bool silu = false);
 at::Tensor rmsnorm_cuda(const at::Tensor& x, const at::Tensor& w, double eps);
 
 // Fused residual add + RMSNorm (kernels/norm): residual ← residual + x (fp32; created from x when undefined),

@@ -217,6 +217,11 @@ TEST(CudaConv1d, ForwardBackward) {
     const auto y = mx::ops::causal_conv1d(xg, w.to(at::kCUDA, at::kFloat), b.to(at::kCUDA, at::kFloat), st);
     EXPECT_LE(err_rel_max(y, y_ref), 1e-6) << "L=" << L;
     EXPECT_LE(err_rel_max(st, st_ref), 0.0) << "L=" << L;
+    // The mixers' fused activation: silu(conv) in one kernel, against silu of the float64 result.
+    auto st_s = st0.to(at::kCUDA, at::kFloat);
+    const auto ys = mx::ops::causal_conv1d(xg, w.to(at::kCUDA, at::kFloat), b.to(at::kCUDA, at::kFloat), st_s, true);
+    EXPECT_LE(err_rel_max(ys, at::silu(y_ref)), 1e-6) << "L=" << L;
+    EXPECT_LE(err_rel_max(st_s, st_ref), 0.0) << "L=" << L;
     // Backward against the float64 loops.
     auto dy = at::randn({B, L, C}, o).to(at::kFloat).to(at::kDouble), dso = at::randn({B, C, K - 1}, o).to(at::kFloat).to(at::kDouble);
     mx::ops::CausalConv1dWeightGrads wg;

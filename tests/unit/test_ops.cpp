@@ -90,6 +90,10 @@ TEST(CausalConv1dRef, MatchesConv1dAndChains) {
   std::vector<at::Tensor> ys;
   for (int64_t t = 0; t < L; ++t) ys.push_back(mx::ops::causal_conv1d(x.narrow(1, t, 1), w, b, st2));
   EXPECT_LT(rel_err(at::cat(ys, 1), y), 1e-14);
+  // The fused activation: silu of the same output, same state.
+  auto st3 = at::zeros({B, C, K - 1}, o);
+  EXPECT_LT(rel_err(mx::ops::causal_conv1d(x, w, b, st3, /*silu=*/true), at::silu(y)), 1e-15);
+  EXPECT_LT(rel_err(st3, st), 1e-15);
 }
 
 TEST(SsdScanRef, GroupsAndChaining) {
