@@ -88,6 +88,7 @@ struct SpsaOptions {
   std::string a_schedule = "cosine";
   double a_period = 198;            // the Proof-Pile script's 198 (= 2·99: designed for 100 iterations)
   double floor = 0.01;              // positivity floor on every point evaluated
+  std::string parametrization = "projection";  // θ = s (projection on the floor) | log: θ = log s
   nlohmann::json to_json() const;
 };
 // SPSA (CFZO), method.md "Recommended clean CFZO": per iteration k a Rademacher δ, t± = max(t ± c_k·δ, floor),

@@ -35,6 +35,8 @@ json SpsaOptions::to_json() const {
           {"a_period", a_period}, {"floor", floor}, {"perturbation", "rademacher"},
           {"c_k", "c0 / (1 + k)^gamma"},
           {"a_k", a_schedule == "cosine" ? "a0 * cos(k * pi / a_period)" : "a0"},
+          {"parametrization", parametrization},
+          {"theta", parametrization == "log" ? "log s (perturbation and step multiplicative)" : "s"},
           {"acceptance", "next t = best of t_new, t+, t- on the calibration set; result = best accepted point"}};
 }
 
@@ -47,6 +49,8 @@ void spsa_run(const ObjectiveFn& f, const SpsaOptions& o, json& st, const Checkp
   if (o.iterations < 0) throw UsageError(fmt::format("--iterations {} must be >= 0", o.iterations));
   if (!(o.c0 > 0)) throw UsageError(fmt::format("SPSA c0 = {} must be positive", o.c0));
   if (!(o.floor > 0)) throw UsageError(fmt::format("the scale floor {} must be positive", o.floor));
+  if (o.parametrization != "projection" && o.parametrization != "log")
+    throw UsageError("--parametrization '" + o.parametrization + "' must be projection or log");
   if (o.a_schedule != "cosine" && o.a_schedule != "constant")
     throw UsageError("SPSA a-schedule '" + o.a_schedule + "' must be cosine or constant");
   auto rng = calib::rng_from_state(st.at("rng").get<std::string>());
@@ -56,6 +60,10 @@ void spsa_run(const ObjectiveFn& f, const SpsaOptions& o, json& st, const Checkp
   double best_f = get_num(st.at("best_f"));
   const size_t d = t.size();
   const auto clamp_floor = [&](double v) { return std::max(v, o.floor); };
+  // The perturbation and the step act on θ = t (projection) or θ = log t (log: multiplicative moves).
+  const bool logp = o.parametrization == "log";
+  const auto to_theta = [&](double v) { return logp ? std::log(v) : v; };
+  const auto from_theta = [&](double th) { return clamp_floor(logp ? std::exp(th) : th); };
 
   for (int64_t k = st.at("iter").get<int64_t>(); k < o.iterations; ++k) {
     const double c = o.c0 / std::pow(1.0 + static_cast<double>(k), o.gamma);
@@ -63,8 +71,8 @@ void spsa_run(const ObjectiveFn& f, const SpsaOptions& o, json& st, const Checkp
     std::vector<double> delta(d), tp(d), tm(d);
     for (size_t i = 0; i < d; ++i) {
       delta[i] = calib::rademacher(rng);
-      tp[i] = clamp_floor(t[i] + c * delta[i]);
-      tm[i] = clamp_floor(t[i] - c * delta[i]);
+      tp[i] = from_theta(to_theta(t[i]) + c * delta[i]);
+      tm[i] = from_theta(to_theta(t[i]) - c * delta[i]);
     }
     const double fp = f(tp), fm = f(tm);
     json h = {{"iter", k}, {"c", c}, {"a", a}, {"f_plus", num(fp)}, {"f_minus", num(fm)}};
@@ -77,7 +85,7 @@ void spsa_run(const ObjectiveFn& f, const SpsaOptions& o, json& st, const Checkp
     } else {
       std::vector<double> tn(d);
       const double gscale = (fp - fm) / (2.0 * c);
-      for (size_t i = 0; i < d; ++i) tn[i] = clamp_floor(t[i] - a * gscale * delta[i]);
+      for (size_t i = 0; i < d; ++i) tn[i] = from_theta(to_theta(t[i]) - a * gscale * delta[i]);
       const double fn = f(tn);
       // Best of t_new, t+, t- (a non-finite f(t_new) is never chosen).
       std::string acc = "new";

@@ -162,8 +162,10 @@ void register_calibrate(CLI::App& app) {
       ->group("Adam (--method bp)");
   add("beta1", o.adam.beta1, "Adam beta1")->capture_default_str()->group("Adam (--method bp)");
   add("beta2", o.adam.beta2, "Adam beta2")->capture_default_str()->group("Adam (--method bp)");
-  add("parametrization", o.adam.parametrization, "projection (s >= floor) | log (s = exp(theta))")
-      ->capture_default_str()->check(CLI::IsMember({"projection", "log"}))->group("Adam (--method bp)");
+  add("parametrization", o.adam.parametrization,
+      "projection (s >= floor) | log (s = exp(theta): multiplicative steps and perturbations; both methods)")
+      ->capture_default_str()->check(CLI::IsMember({"projection", "log"}))
+      ->each([a](const std::string&) { a->o.spsa.parametrization = a->o.adam.parametrization; });
   add("max-iterations-this-run", o.max_iterations_this_run,
       "testing: stop after this many iterations with the state saved (then --resume)")->group("Testing");
   sub->add_option("--config", a->config, "JSON file with the same keys as the flags (flags override it)");

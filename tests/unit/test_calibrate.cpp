@@ -462,3 +462,32 @@ TEST(CalibCli, ConfigFileTakesFlagNamesAndFlagsOverride) {
 }
 
 }  // namespace
+
+// ---- SPSA parametrisations ------------------------------------------------------------------------------------
+
+TEST(CalibSpsa, LogParametrisationMovesMultiplicativelyAndConverges) {
+  // A bowl in log s around s = 0.25 (a scale that must shrink 4x, like undoing c_l = 4).
+  const mx::ObjectiveFn f = [](const std::vector<double>& s) {
+    double v = 0;
+    for (double x : s) v += std::pow(std::log(x / 0.25), 2);
+    return v;
+  };
+  const std::vector<double> s0(3, 1.0);
+  mx::SpsaOptions o;
+  o.iterations = 60;
+  o.c0 = 0.2;
+  o.a0 = 0.3;
+  o.parametrization = "log";
+  auto st = mx::spsa_init(s0, f(s0), 3);
+  mx::spsa_run(f, o, st, nullptr);
+  // The first perturbation is s = exp(±c0) per coordinate (not 1 ± c0), so t+ and t- together hold each of
+  // log(s / 0.25) = log 4 ± 0.2 once per coordinate.
+  const auto& h0 = st.at("history").at(0);
+  const double pair = h0.at("f_plus").get<double>() + h0.at("f_minus").get<double>();
+  EXPECT_NEAR(pair, 3 * (std::pow(std::log(4.0) + 0.2, 2) + std::pow(std::log(4.0) - 0.2, 2)), 1e-12);
+  for (double x : mx::state_scales(st)) EXPECT_NEAR(std::log(x / 0.25), 0.0, 0.1) << "s = " << x;
+  EXPECT_EQ(o.to_json().at("parametrization"), "log");
+  o.parametrization = "exp";
+  auto st2 = mx::spsa_init(s0, f(s0), 3);
+  EXPECT_THROW(mx::spsa_run(f, o, st2, nullptr), mx::UsageError);
+}

@@ -3,23 +3,27 @@
 // starting from s = 1, must undo them. The loss of the perturbed model is f(c ⊙ s), so its minimiser is s*/c,
 // where s* is the unperturbed model's own optimum on the same calibration windows.
 //   * CI budget (this file's enabled tests): 2 windows of 256 tokens (Proof-Pile style, every token scored,
-//     assets/books/train), 40 iterations. Checked on held-out data (4 pg19 windows of 1024 tokens, the last 100
-//     scored, assets/books/validation): CFBP brings the NLL back to within 1% of the unperturbed model; CFZO at
-//     this budget closes at least half of the gap. CFZO does not reach 1% at any budget CI can afford: measured
-//     (a0 0.5) 40 iterations: 77% of the gap closed (4.7% above); 120 iterations: 94.9% (1.03% above); 4 windows
-//     x 100 iterations: 90% (2.0% above); a0 = 1, 80 iterations: 85% (3.0% above).
-//   * Larger budget (DISABLED_: 8 windows, 100 Adam steps, ~1 h of CPU on a 2-core machine; run with
-//     --gtest_also_run_disabled_tests --gtest_filter='*ScalesOnLargerBudget*'): CFBP's scales come within 10% of
-//     s*/c_l on every layer. They are not all within 10% of 1/c_l because s* is not 1 everywhere: calibrating
-//     the unperturbed organism on these windows moves layers 0, 1 and 7 by 17–34% (and lowers its held-out NLL
-//     slightly), so 1/c_l is the known answer only where the organism's own optimum is 1.
-// Settings found by measurement (issue 10 report): Adam in log parametrisation (multiplicative steps suit
-// scales that must move by 2–4x) with lr 0.3; SPSA with c0 = 0.2, a0 = 0.5 (the Proof-Pile a0 = 0.001 is sized
-// for a PPL objective in the 10^1–10^4 range and barely moves on a mean NLL).
+//     assets/books/train). Checked on held-out data (4 pg19 windows of 1024 tokens, the last 100 scored,
+//     assets/books/validation): CFBP (40 Adam steps) and CFZO (80 SPSA iterations in the log parametrisation)
+//     each bring the NLL back to within 1% of the unperturbed model. CFZO measured over SPSA seeds 0, 2, 5, 6 at 80
+//     iterations: 0.06-0.16% above; at 40 iterations seeds 0-4 ended 0.11, -0.23, 4.6, 0.18, 0.55% (seed 2 had
+//     not converged on the calibration set). In the plain (projection) parametrisation CFZO reached 77% of the gap
+//     in 40 iterations and 94.9% in 120: additive steps sized for s = 1 overshoot once s is near 1/c.
+//   * The learned scales are NOT within 10% of 1/c_l at this budget, and cannot be: the loss is flat along several
+//     layers' scales, so runs that differ only in the SPSA seed end with c_l·s_l anywhere in 0.46-2.8 at the same
+//     held-out NLL (printed by these tests). 1/c_l is not identifiable from 2 x 256 tokens.
+//   * Larger budget (DISABLED_: 8 windows, 100 Adam steps; about 1 h of CPU on a 2-core machine, a few minutes on
+//     a GPU with MX_TEST_DEVICE=cuda; run with --gtest_also_run_disabled_tests --gtest_filter='*ScalesOnLargerBudget*'):
+//     compares CFBP's scales with s*/c_l, s* being the unperturbed organism's own optimum on the same windows (1/c_l
+//     is the known answer only where s* = 1; calibrating the unperturbed organism moves some layers by 17-34%).
+// Settings found by measurement (issue 10 report): both methods in the log parametrisation (multiplicative steps
+// suit scales that must move by 2–4x); Adam lr 0.3; SPSA c0 = 0.2, a0 = 1 (the Proof-Pile a0 = 0.001 is sized for
+// a PPL objective in the 10^1–10^4 range and barely moves on a mean NLL).
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <iostream>
 
 #include "mambaextend/calibrate.h"
@@ -44,7 +48,8 @@ struct Kat {
   double nll_ref = 0, nll_perturbed = 0;
 
   Kat() : ck(mx::load_checkpoint(organism_dir("mamba1"))) {
-    model = std::make_unique<mx::MambaLM>(ck);
+    const char* dev = std::getenv("MX_TEST_DEVICE");  // the larger-budget test on a GPU: MX_TEST_DEVICE=cuda
+    model = std::make_unique<mx::MambaLM>(ck, mx::ModelOptions{at::kFloat, c10::Device(dev ? dev : "cpu")});
     const int64_t n = model->config().n_layer;
     lay = {n, 1};
     for (int64_t l = 0; l < n; ++l) {
@@ -92,14 +97,15 @@ TEST(CalibKnownAnswer, BackpropBringsHeldOutNllBackOnCiBudget) {
   for (size_t l = 0; l < s.size(); ++l) EXPECT_LT(s[l], 1.0) << "layer " << l << " must move toward 1/c";
 }
 
-TEST(CalibKnownAnswer, ZerothOrderClosesTheGapOnCiBudget) {
+TEST(CalibKnownAnswer, ZerothOrderBringsHeldOutNllBackOnCiBudget) {
   const mx::test::OneThread one_thread;
   const Kat k;
   const auto set = k.calib(2);
   mx::SpsaOptions o;
-  o.iterations = 40;
+  o.iterations = 80;
   o.c0 = 0.2;
-  o.a0 = 0.5;
+  o.a0 = 1.0;
+  o.parametrization = "log";
   const std::vector<double> ones(static_cast<size_t>(k.lay.size()), 1.0);
   const mx::ObjectiveFn f = [&](const std::vector<double>& s) {
     return mx::calibration_nll(*k.model, mx::to_dt_scales(s, k.lay, k.base), set, {}, 2048, 0);
@@ -108,11 +114,10 @@ TEST(CalibKnownAnswer, ZerothOrderClosesTheGapOnCiBudget) {
   mx::spsa_run(f, o, st, nullptr);
   const auto s = mx::state_scales(st);
   const double nll = k.heldout_nll(s, k.base);
-  k.print("CFZO (2 windows x 256, 40 iterations)", s, nll);
-  const double closed = (k.nll_perturbed - nll) / (k.nll_perturbed - k.nll_ref);
-  std::cout << "[calib] CFZO closed " << 100 * closed << "% of the held-out NLL gap (within 1% of the NLL would "
-            << "need " << 100 * (1 - k.nll_ref * kNllRel / (k.nll_perturbed - k.nll_ref)) << "%)\n";
-  EXPECT_GE(closed, 0.5);
+  k.print("CFZO (2 windows x 256, 80 iterations, log)", s, nll);
+  std::cout << "[calib] CFZO closed " << 100 * (k.nll_perturbed - nll) / (k.nll_perturbed - k.nll_ref)
+            << "% of the held-out NLL gap\n";
+  EXPECT_LE(std::abs(nll / k.nll_ref - 1), kNllRel);
 }
 
 TEST(CalibKnownAnswer, DISABLED_BackpropRecoversScalesOnLargerBudget) {
@@ -133,3 +138,4 @@ TEST(CalibKnownAnswer, DISABLED_BackpropRecoversScalesOnLargerBudget) {
 }
 
 }  // namespace
+
