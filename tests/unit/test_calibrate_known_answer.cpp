@@ -12,10 +12,11 @@
 //   * The learned scales are NOT within 10% of 1/c_l at this budget, and cannot be: the loss is flat along several
 //     layers' scales, so runs that differ only in the SPSA seed end with c_l·s_l anywhere in 0.46-2.8 at the same
 //     held-out NLL (printed by these tests). 1/c_l is not identifiable from 2 x 256 tokens.
-//   * Larger budget (DISABLED_: 8 windows, 100 Adam steps; about 1 h of CPU on a 2-core machine, a few minutes on
-//     a GPU with MX_TEST_DEVICE=cuda; run with --gtest_also_run_disabled_tests --gtest_filter='*ScalesOnLargerBudget*'):
-//     compares CFBP's scales with s*/c_l, s* being the unperturbed organism's own optimum on the same windows (1/c_l
-//     is the known answer only where s* = 1; calibrating the unperturbed organism moves some layers by 17-34%).
+//   * Larger budget, on a GPU (CudaCalibKnownAnswer: 8 windows, 100 Adam steps; ~25 s on an H100, about 1 h on 2
+//     CPU cores, so CI skips it with the reason): CFBP's scales against s*/c_l, s* being the unperturbed organism's
+//     own optimum on the same windows, within 10% on every layer (measured: 0.0-4.4%); against 1/c_l on the layers
+//     whose s* is within 5% of 1. 1/c_l is the known answer only where s* = 1: calibrating the unperturbed organism
+//     moves layers 0, 1 and 7 to s* = 0.84, 0.66 and 1.17, and there the scales sit 16-33% from 1/c_l.
 // Settings found by measurement (issue 10 report): both methods in the log parametrisation (multiplicative steps
 // suit scales that must move by 2–4x); Adam lr 0.3; SPSA c0 = 0.2, a0 = 1 (the Proof-Pile a0 = 0.001 is sized for
 // a PPL objective in the 10^1–10^4 range and barely moves on a mean NLL).
@@ -23,12 +24,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstdlib>
 #include <iostream>
 
 #include "mambaextend/calibrate.h"
 #include "mambaextend/checkpoint.h"
 #include "unit/calib_helpers.h"
+#include "unit/cuda_skip.h"
 
 namespace {
 
@@ -47,9 +48,8 @@ struct Kat {
   mx::CalibrationSet heldout;
   double nll_ref = 0, nll_perturbed = 0;
 
-  Kat() : ck(mx::load_checkpoint(organism_dir("mamba1"))) {
-    const char* dev = std::getenv("MX_TEST_DEVICE");  // the larger-budget test on a GPU: MX_TEST_DEVICE=cuda
-    model = std::make_unique<mx::MambaLM>(ck, mx::ModelOptions{at::kFloat, c10::Device(dev ? dev : "cpu")});
+  explicit Kat(c10::Device device = c10::Device(c10::kCPU)) : ck(mx::load_checkpoint(organism_dir("mamba1"))) {
+    model = std::make_unique<mx::MambaLM>(ck, mx::ModelOptions{at::kFloat, device});
     const int64_t n = model->config().n_layer;
     lay = {n, 1};
     for (int64_t l = 0; l < n; ++l) {
@@ -120,22 +120,29 @@ TEST(CalibKnownAnswer, ZerothOrderBringsHeldOutNllBackOnCiBudget) {
   EXPECT_LE(std::abs(nll / k.nll_ref - 1), kNllRel);
 }
 
-TEST(CalibKnownAnswer, DISABLED_BackpropRecoversScalesOnLargerBudget) {
-  const mx::test::OneThread one_thread;
-  const Kat k;
+// On a GPU (about 25 s on an H100; about 1 h on 2 CPU cores, so CI skips it with the reason).
+TEST(CudaCalibKnownAnswer, BackpropRecoversScalesOnLargerBudget) {
+  MX_REQUIRE_CUDA();
+  const Kat k(c10::Device(c10::kCUDA));
   const auto set = k.calib(8);
   const auto s_self = k.backprop(set, {}, 100, 0.1);   // s*: the unperturbed organism's own optimum
   const auto s = k.backprop(set, k.base, 100, 0.1);    // on top of the base factors
   const double nll = k.heldout_nll(s, k.base);
   k.print("CFBP (8 windows x 256, 100 steps)", s, nll);
   EXPECT_LE(std::abs(nll / k.nll_ref - 1), kNllRel);
+  int checked = 0;
   for (size_t l = 0; l < s.size(); ++l) {
     const double known = s_self[l] / k.c[l];
     std::cout << "[calib] layer " << l << ": s " << s[l] << "  s*/c " << known << "  1/c " << 1 / k.c[l]
               << "  s* " << s_self[l] << "\n";
     EXPECT_LE(std::abs(s[l] / known - 1), kScaleRel) << "layer " << l;
+    // Where the organism's own optimum is 1 (within 5%), the known answer is 1/c_l itself.
+    if (std::abs(s_self[l] - 1) <= 0.05) {
+      EXPECT_LE(std::abs(s[l] * k.c[l] - 1), kScaleRel) << "layer " << l << " (s* = " << s_self[l] << ")";
+      ++checked;
+    }
   }
+  std::cout << "[calib] layers with s* within 5% of 1 (checked against 1/c_l): " << checked << " of " << s.size() << "\n";
 }
 
 }  // namespace
-

@@ -13,15 +13,9 @@
 #include "mambaextend/calibrate.h"
 #include "mambaextend/checkpoint.h"
 #include "unit/calib_helpers.h"
+#include "unit/cuda_skip.h"
 
 namespace {
-
-#ifndef MX_WITH_CUDA
-#define MX_REQUIRE_CUDA() GTEST_SKIP() << "CUDA not available (built without the CUDA kernels)"
-#else
-#define MX_REQUIRE_CUDA() \
-  if (!at::hasCUDA()) GTEST_SKIP() << "CUDA not available (no GPU)"
-#endif
 
 constexpr double kLossRel = 1e-5;  // fp32 GPU loss against the float64 CPU loss
 constexpr double kGradRel = 1e-4;  // kernels.md §6: ds in fp32 to ~1e-4 relative

@@ -33,19 +33,13 @@
 #include "mambaextend/eval.h"
 #include "mambaextend/model.h"
 #include "unit/calib_helpers.h"
+#include "unit/cuda_skip.h"
 #ifdef MX_WITH_CUDA
 #include "loss/lm_nll_ref.h"
 #include "ops/cuda_ops.h"
 #endif
 
 namespace {
-
-#ifndef MX_WITH_CUDA
-#define MX_REQUIRE_CUDA() GTEST_SKIP() << "CUDA not available (built without the CUDA kernels)"
-#else
-#define MX_REQUIRE_CUDA() \
-  if (!at::hasCUDA()) GTEST_SKIP() << "CUDA not available (no GPU)"
-#endif
 
 [[maybe_unused]] void report(const std::string& what, double v) { std::cout << "[cuda] " << what << " = " << v << "\n"; }
 

@@ -21,6 +21,7 @@
 #include "mambaextend/model.h"
 #include "mambaextend/ops.h"
 #include "unit/fixtures.h"
+#include "unit/cuda_skip.h"
 #ifdef MX_WITH_CUDA
 #include "conv1d/conv1d_ref.h"
 #include "ops/cuda_ops.h"
@@ -28,13 +29,6 @@
 #endif
 
 namespace {
-
-#ifndef MX_WITH_CUDA
-#define MX_REQUIRE_CUDA() GTEST_SKIP() << "CUDA not available (built without the CUDA kernels)"
-#else
-#define MX_REQUIRE_CUDA() \
-  if (!at::hasCUDA()) GTEST_SKIP() << "CUDA not available (no GPU)"
-#endif
 
 // fp32 scan: output max|err| / RMS(ref) and gradients max|err| / max|ref| (kernels.md §6).
 constexpr double kScanOutRms = 1e-5;
