@@ -284,31 +284,44 @@ __global__ void __launch_bounds__(256) state_pass_kernel(Dims d, float* S, const
   const int64_t cstride = d.H * PN;
   float* Sb = S + (b * d.nc * d.H + h) * PN + e;
   const float* Sib = Sin ? Sin + (b * d.nc * d.H + h) * PN + e : nullptr;
+  // Groups of kU chunks; the next group's loads are issued before this group's stores (S is updated in place,
+  // so the compiler cannot move a load of S across a store to S by itself), keeping 2·kU loads in flight.
   constexpr int kU = 4;
-  for (int64_t k0 = 0; k0 < d.nc; k0 += kU) {
-    const int cnt = int(std::min<int64_t>(kU, d.nc - k0));
-    float v[kU][4], si[kU][4], dec[kU];
+  float v[kU][4] = {}, si[kU][4] = {}, dec[kU] = {};
+  auto load_group = [&](int64_t k0) {
 #pragma unroll
     for (int u = 0; u < kU; ++u) {
-      if (u < cnt) {
+      if (k0 + u < d.nc) {
         const int64_t c = kRev ? d.nc - 1 - (k0 + u) : k0 + u;
         load4(Sb + c * cstride, v[u]);
         if (kRev) load4(Sib + c * cstride, si[u]);
         dec[u] = fast_exp2(csend[c * kQ] + cslend[c * kQ]);
       }
     }
+  };
+  load_group(0);
+  for (int64_t k0 = 0; k0 < d.nc; k0 += kU) {
+    const int cnt = int(std::min<int64_t>(kU, d.nc - k0));
+    float vc[kU][4], sic[kU][4], decc[kU];
+#pragma unroll
+    for (int u = 0; u < kU; ++u) {
+      decc[u] = dec[u];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) vc[u][i] = v[u][i], sic[u][i] = si[u][i];
+    }
+    if (k0 + kU < d.nc) load_group(k0 + kU);
 #pragma unroll
     for (int u = 0; u < kU; ++u) {
       if (u < cnt) {
         const int64_t c = kRev ? d.nc - 1 - (k0 + u) : k0 + u;
         store4(Sb + c * cstride, run);
         if (kRev) {
-          float dot = run[0] * si[u][0] + run[1] * si[u][1] + run[2] * si[u][2] + run[3] * si[u][3];
-          dot = warp_sum(dot * dec[u]);
+          float dot = run[0] * sic[u][0] + run[1] * sic[u][1] + run[2] * sic[u][2] + run[3] * sic[u][3];
+          dot = warp_sum(dot * decc[u]);
           if (lane_id() == 0) atomicAdd(dcs_sp + bh * d.nc + c, dot);
         }
 #pragma unroll
-        for (int i = 0; i < 4; ++i) run[i] = fmaf(dec[u], run[i], v[u][i]);
+        for (int i = 0; i < 4; ++i) run[i] = fmaf(decc[u], run[i], vc[u][i]);
       }
     }
   }
