@@ -147,11 +147,10 @@ PasskeyReport evaluate_passkey(const MambaLM& model, const DtScales& scales, con
                                const SentencePool& pool, const PasskeyOptions& opts,
                                const PasskeyProgress& progress = {});
 
-// JSON of the report's cells, samples and the protocol description; the heatmap (two panels: published and
-// strict rule; rows = depths, columns = lengths, the success rate in % in every cell, a colour scale).
+// JSON of the report's cells, samples and the protocol description (the heatmap of `passkey --heatmap` is drawn
+// by the report figures: report::passkey_rules_figure).
 nlohmann::json passkey_report_json(const PasskeyReport& r);
 nlohmann::json passkey_protocol_json();
-std::string passkey_heatmap_svg(const PasskeyReport& r, const std::string& title);
 
 // ---- the calibration objective `passkey` (method.md §3) ----------------------------------------------------
 

@@ -1,7 +1,7 @@
 // `mambaextend passkey`: the passkey retrieval grid (passkey.h, method.md §4) over --lengths × --depths with
 // the haystack from --data, optionally with calibrated Δ scales (--factors). Output: one log line per sample on
 // stderr, a depth × length table per success rule on stdout, --out JSON (cells, every sample, the protocol)
-// written atomically, and --heatmap FILE.svg. Flags may also come from --config FILE (config_file.h; configs/).
+// written atomically, and --heatmap FILE.svg (+ FILE.png with cairo: report/figures.h). Flags may also come from --config FILE (config_file.h; configs/).
 #include <ATen/Context.h>
 #include <fmt/format.h>
 
@@ -23,6 +23,7 @@
 #include "mambaextend/model.h"
 #include "mambaextend/passkey.h"
 #include "mambaextend/tokenizer.h"
+#include "report/figures.h"
 
 namespace mx::cli {
 
@@ -212,8 +213,13 @@ void run_passkey(PasskeyArgs& a) {
   if (!a.heatmap.empty()) {
     const std::string title = fmt::format("passkey retrieval: {}{}", model_name,
                                           a.factors.empty() ? " (vanilla)" : " + " + fs::path(a.factors).filename().string());
-    write_file_atomic(a.heatmap, passkey_heatmap_svg(rep, title));
-    log::info("wrote " + a.heatmap);
+    std::vector<report::PasskeyCount> cells;
+    for (const auto& c : rep.cells) cells.push_back({c.length, c.depth, c.samples, c.published, c.strict});
+    // --heatmap F.svg writes F.svg and, when built with cairo, F.png (the report command's figure code).
+    fs::path stem = a.heatmap;
+    if (stem.extension() == ".svg") stem.replace_extension();
+    for (const auto& p : report::write_figure(report::passkey_rules_figure(cells, title), stem))
+      log::info("wrote " + p.string());
   }
 }
 
@@ -232,7 +238,7 @@ void register_passkey(CLI::App& app) {
   f["samples"] = cmd->add_option("--samples", a->samples, "samples per cell (the published protocol: 1)")->capture_default_str();
   f["seed"] = cmd->add_option("--seed", a->seed, "seed of the keys, haystacks and needle positions")->capture_default_str();
   f["out"] = cmd->add_option("--out", a->out, "JSON report (cells, every sample, the protocol), written atomically");
-  f["heatmap"] = cmd->add_option("--heatmap", a->heatmap, "depth x length heatmap, SVG");
+  f["heatmap"] = cmd->add_option("--heatmap", a->heatmap, "depth x length heatmap per success rule: FILE.svg (and FILE.png when built with cairo)");
   f["tokenizer"] = cmd->add_option("--tokenizer", a->tokenizer, "tokenizer.json (default: DIR/tokenizer.json)");
   f["device"] = cmd->add_option("--device", a->device, "cpu|cuda")->capture_default_str();
   f["dtype"] = cmd->add_option("--dtype", a->dtype, "fp32|bf16 (weights and activations; the state is fp32)")->capture_default_str();

@@ -2,7 +2,6 @@
 // generator (needle band, exact context length, key split), the two success rules, the evaluation grid with
 // greedy decoding and teacher-forced answer / control-key NLLs, its JSON, and the training windows and data-split
 // rule of the `passkey` calibration objective.
-// The heatmap SVG is in passkey_heatmap.cpp.
 // Reference: BABILong's SentenceSampler / NoiseInjectionDataset as used by DeciMamba and MambaExtend
 // (PasskeyRetrieval/finetune_ssm.py, get_data_loaders_babilong, pct_delta = 0.1, run_niah_evaluator).
 // Limits: batch 1 (every sample has its own prompt); the haystack may repeat sentences when the pool holds

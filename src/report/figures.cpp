@@ -1,12 +1,13 @@
 // Figures of `mambaextend report` (figures.h): the layout and drawing of the perplexity and passkey plots on a
 // Canvas, a plain-SVG Canvas, and (MX_WITH_CAIRO) a cairo Canvas replayed from a recording surface onto an SVG
-// and a PNG surface. Colours: Okabe-Ito for methods (colour-blind safe), viridis for success rates, as the
-// passkey command's own heatmap (src/eval/passkey_heatmap.cpp).
+// and a PNG surface. Colours: Okabe-Ito for methods (colour-blind safe), viridis for success rates. The passkey
+// command's own heatmap (`passkey --heatmap`) is passkey_rules_figure, drawn with the same panel code.
 #include "report/figures.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <set>
 
@@ -386,6 +387,68 @@ Figure ppl_figure(const Runs& runs, const std::string& protocol, const std::stri
   return f;
 }
 
+namespace {
+
+// One heatmap cell: a success rate, and the counts behind it (k of n; n = 0: no sample, drawn "n/a").
+struct Heat {
+  double rate = 0;
+  int64_t k = 0, n = 0;
+};
+
+// A depth × length panel at x0 (cells cw × ch from `top`), headed by `heading` and `sub`; cell(i, j) for depth i and
+// length j. Counts are printed under the rate when a cell holds more than one sample and `counts` is set.
+void draw_heat_panel(Canvas& c, double x0, double top, double cw, double ch, const std::vector<int64_t>& Ls,
+                     const std::vector<double>& Ds, const std::function<Heat(size_t, size_t)>& cell,
+                     const std::string& heading, const std::string& sub, bool counts) {
+  const double panel_w = Ls.size() * cw, panel_h = Ds.size() * ch;
+  c.text(x0 + panel_w / 2, top - 30, heading, 14, Anchor::Middle, kInk, true);
+  c.text(x0 + panel_w / 2, top - 12, sub, 12, Anchor::Middle, kInk);
+  for (size_t i = 0; i < Ds.size(); ++i)
+    for (size_t j = 0; j < Ls.size(); ++j) {
+      const Heat h = cell(i, j);
+      const double x = x0 + j * cw, y = top + i * ch;
+      if (h.n == 0) {
+        c.rect(x, y, cw, ch, {0.87, 0.87, 0.87}, kWhite);
+        c.text(x + cw / 2, y + ch / 2 + 4, "n/a", 12, Anchor::Middle, kInk);
+        continue;
+      }
+      const Rgb ink = h.rate < 0.6 ? kWhite : kInk;
+      c.rect(x, y, cw, ch, viridis(h.rate), kWhite);
+      if (counts && h.n > 1) {
+        c.text(x + cw / 2, y + ch / 2, num("%.0f%%", 100 * h.rate), 12, Anchor::Middle, ink);
+        c.text(x + cw / 2, y + ch / 2 + 13, std::to_string(h.k) + "/" + std::to_string(h.n), 10, Anchor::Middle, ink);
+      } else {
+        c.text(x + cw / 2, y + ch / 2 + 4.5, num("%.0f%%", 100 * h.rate), 13, Anchor::Middle, ink);
+      }
+    }
+  for (size_t j = 0; j < Ls.size(); ++j)
+    c.text(x0 + j * cw + cw / 2, top + panel_h + 18, length_label(Ls[j]), 12, Anchor::Middle, kInk);
+  for (size_t i = 0; i < Ds.size(); ++i) c.text(x0 - 8, top + i * ch + ch / 2 + 4, num("%g", Ds[i]), 12, Anchor::End, kInk);
+  c.text(x0 + panel_w / 2, top + panel_h + 40, "context length (tokens)", 13, Anchor::Middle, kInk);
+  c.text(x0 - 44, top + panel_h / 2, "needle depth", 13, Anchor::Middle, kInk, false, 90);
+}
+
+// The viridis success bar at bar_x, 0% at the bottom of a panel of height panel_h.
+void draw_success_bar(Canvas& c, double bar_x, double top, double panel_h) {
+  const int steps = 50;
+  for (int k = 0; k < steps; ++k)
+    c.rect(bar_x, top + panel_h - (k + 1) * panel_h / steps, 16, panel_h / steps + 0.5, viridis((k + 0.5) / steps));
+  c.polyline({{bar_x, top}, {bar_x + 16, top}, {bar_x + 16, top + panel_h}, {bar_x, top + panel_h}, {bar_x, top}}, kAxis,
+             1, false);
+  for (int k = 0; k <= 4; ++k) {
+    const double y = top + panel_h - k * panel_h / 4;
+    c.line(bar_x + 16, y, bar_x + 21, y, kAxis, 1);
+    c.text(bar_x + 24, y + 4, std::to_string(25 * k) + "%", 11, Anchor::Start, kInk);
+  }
+  c.text(bar_x + 8, top - 12, "success", 11, Anchor::Middle, kInk);
+}
+
+std::string share(double hits, double n) {
+  return num("%.1f%%", n > 0 ? 100 * hits / n : 0.0) + " of " + num("%.0f", n) + " samples";
+}
+
+}  // namespace
+
 Figure passkey_figure(const Runs& runs, const std::string& model) {
   std::vector<std::string> ms;
   std::set<int64_t> lengths;
@@ -414,50 +477,65 @@ Figure passkey_figure(const Runs& runs, const std::string& model) {
     const std::vector<int64_t> Ls(lengths.begin(), lengths.end());
     const std::vector<double> Ds(depths.begin(), depths.end());
     for (size_t p = 0; p < methods.size(); ++p) {
-      const double x0 = left + p * (panel_w + gap);
       double hits = 0, n = 0;
       for (const auto& r : runs.passkey)
         if (r.model == model && r.method == methods[p]) {
           hits += r.published * static_cast<double>(r.samples);
           n += static_cast<double>(r.samples);
         }
-      c.text(x0 + panel_w / 2, top - 30, method_label(methods[p]), 14, Anchor::Middle, kInk, true);
-      c.text(x0 + panel_w / 2, top - 12, num("%.1f%%", n > 0 ? 100 * hits / n : 0.0) + " of " + num("%.0f", n) + " samples",
-             12, Anchor::Middle, kInk);
-      for (size_t i = 0; i < Ds.size(); ++i)
-        for (size_t j = 0; j < Ls.size(); ++j) {
-          const PasskeyRow* cell = nullptr;
-          for (const auto& r : runs.passkey)
-            if (r.model == model && r.method == methods[p] && r.length == Ls[j] && r.depth == Ds[i]) cell = &r;
-          const double x = x0 + j * cw, y = top + i * ch;
-          if (cell == nullptr || cell->samples == 0) {
-            c.rect(x, y, cw, ch, {0.87, 0.87, 0.87}, kWhite);
-            c.text(x + cw / 2, y + ch / 2 + 4, "n/a", 12, Anchor::Middle, kInk);
-            continue;
+      const auto cell = [&](size_t i, size_t j) {
+        for (const auto& r : runs.passkey)
+          if (r.model == model && r.method == methods[p] && r.length == Ls[j] && r.depth == Ds[i])
+            return Heat{r.published, 0, r.samples};
+        return Heat{};
+      };
+      draw_heat_panel(c, left + p * (panel_w + gap), top, cw, ch, Ls, Ds, cell, method_label(methods[p]),
+                      share(hits, n), false);
+    }
+    draw_success_bar(c, bar_x, top, panel_h);
+  };
+  return f;
+}
+
+Figure passkey_rules_figure(const std::vector<PasskeyCount>& cells, const std::string& title) {
+  std::set<int64_t> lengths;
+  std::set<double> depths;
+  double n = 0, pub = 0, strict = 0;
+  for (const auto& x : cells) {
+    lengths.insert(x.length);
+    depths.insert(x.depth);
+    n += static_cast<double>(x.samples);
+    pub += static_cast<double>(x.published);
+    strict += static_cast<double>(x.strict);
+  }
+  if (cells.empty()) return {};
+  const int nc = static_cast<int>(lengths.size()), nr = static_cast<int>(depths.size());
+  const double cw = std::max(64.0, 300.0 / nc), ch = 40, left = 84, top = 104, gap = 90;
+  const double panel_w = nc * cw, panel_h = nr * ch, bar_x = left + 2 * panel_w + gap + 36;
+  Figure f;
+  f.width = static_cast<int>(std::max(bar_x + 80, 14 + 9.0 * static_cast<double>(title.size())));
+  f.height = static_cast<int>(top + panel_h + 64);
+  f.draw = [cells, title, lengths, depths, n, pub, strict, cw, ch, left, top, gap, panel_w, panel_h, bar_x,
+            w = f.width, h = f.height](Canvas& c) {
+    c.rect(0, 0, w, h, kWhite);
+    c.text(14, 26, title, 17, Anchor::Start, kInk, true);
+    c.text(14, 46, "success rate per needle depth and context length", 12, Anchor::Start, {0.35, 0.35, 0.35});
+    const std::vector<int64_t> Ls(lengths.begin(), lengths.end());
+    const std::vector<double> Ds(depths.begin(), depths.end());
+    for (int rule = 0; rule < 2; ++rule) {
+      const auto cell = [&](size_t i, size_t j) {
+        for (const auto& x : cells)
+          if (x.length == Ls[j] && x.depth == Ds[i] && x.samples > 0) {
+            const int64_t k = rule == 0 ? x.published : x.strict;
+            return Heat{static_cast<double>(k) / static_cast<double>(x.samples), k, x.samples};
           }
-          const double v = cell->published;
-          c.rect(x, y, cw, ch, viridis(v), kWhite);
-          c.text(x + cw / 2, y + ch / 2 + 4.5, num("%.0f%%", 100 * v), 13, Anchor::Middle, v < 0.6 ? kWhite : kInk);
-        }
-      for (size_t j = 0; j < Ls.size(); ++j)
-        c.text(x0 + j * cw + cw / 2, top + panel_h + 18, length_label(Ls[j]), 12, Anchor::Middle, kInk);
-      for (size_t i = 0; i < Ds.size(); ++i)
-        c.text(x0 - 8, top + i * ch + ch / 2 + 4, num("%g", Ds[i]), 12, Anchor::End, kInk);
-      c.text(x0 + panel_w / 2, top + panel_h + 40, "context length (tokens)", 13, Anchor::Middle, kInk);
-      c.text(x0 - 44, top + panel_h / 2, "needle depth", 13, Anchor::Middle, kInk, false, 90);
+        return Heat{};
+      };
+      draw_heat_panel(c, left + rule * (panel_w + gap), top, cw, ch, Ls, Ds, cell,
+                      rule == 0 ? "published rule" : "strict rule (exact digits)", share(rule == 0 ? pub : strict, n),
+                      true);
     }
-    // Colour bar, 0% at the bottom.
-    const int steps = 50;
-    for (int k = 0; k < steps; ++k)
-      c.rect(bar_x, top + panel_h - (k + 1) * panel_h / steps, 16, panel_h / steps + 0.5, viridis((k + 0.5) / steps));
-    c.polyline({{bar_x, top}, {bar_x + 16, top}, {bar_x + 16, top + panel_h}, {bar_x, top + panel_h}, {bar_x, top}}, kAxis,
-               1, false);
-    for (int k = 0; k <= 4; ++k) {
-      const double y = top + panel_h - k * panel_h / 4;
-      c.line(bar_x + 16, y, bar_x + 21, y, kAxis, 1);
-      c.text(bar_x + 24, y + 4, std::to_string(25 * k) + "%", 11, Anchor::Start, kInk);
-    }
-    c.text(bar_x + 8, top - 12, "success", 11, Anchor::Middle, kInk);
+    draw_success_bar(c, bar_x, top, panel_h);
   };
   return f;
 }

@@ -43,6 +43,14 @@ struct Figure {
 Figure ppl_figure(const Runs& runs, const std::string& protocol, const std::string& title);
 // Passkey success (published rule) per depth × length for one model, a panel per method.
 Figure passkey_figure(const Runs& runs, const std::string& model);
+// One passkey grid (the `passkey` command's --heatmap): a panel per success rule (published, strict), each cell
+// with its rate and k/n; empty figure when there are no cells.
+struct PasskeyCount {
+  int64_t length = 0;
+  double depth = 0;
+  int64_t samples = 0, published = 0, strict = 0;  // successes under each rule
+};
+Figure passkey_rules_figure(const std::vector<PasskeyCount>& cells, const std::string& title);
 
 // Viridis (matplotlib) at t in [0, 1].
 Rgb viridis(double t);

@@ -23,6 +23,7 @@
 #include "mambaextend/corpus.h"
 #include "mambaextend/error.h"
 #include "mambaextend/passkey.h"
+#include "report/figures.h"
 #include "mambaextend/random_model.h"
 #include "mambaextend/tokenizer.h"
 #include "unit/fixtures.h"
@@ -306,8 +307,12 @@ TEST(PasskeyEval, GridOnATinyRandomModel) {
   EXPECT_EQ(j["results"].size(), 8u);
   EXPECT_EQ(j["results"][3]["key"].get<int64_t>(), rep.results[3].sample.key);
   EXPECT_EQ(j["results"][3]["needle_offset"].get<int64_t>(), rep.results[3].sample.needle_offset);
-  const std::string svg = mx::passkey_heatmap_svg(rep, "t<1>");
+  std::vector<mx::report::PasskeyCount> cells;
+  for (const auto& c : rep.cells) cells.push_back({c.length, c.depth, c.samples, c.published, c.strict});
+  const std::string svg = mx::report::figure_svg_plain(mx::report::passkey_rules_figure(cells, "t<1>"));
   EXPECT_EQ(svg.rfind("<svg", 0), 0u);
+  EXPECT_NE(svg.find(">published rule<"), std::string::npos);
+  EXPECT_NE(svg.find(">strict rule (exact digits)<"), std::string::npos);
   EXPECT_NE(svg.find("t&lt;1&gt;"), std::string::npos);
   EXPECT_NE(svg.find(">needle depth<"), std::string::npos);
   EXPECT_NE(svg.find(">context length (tokens)<"), std::string::npos);
