@@ -94,7 +94,7 @@ MX_DEV void store_vec(bf16* p, const float (&y)[VW], bool vec, int n) {
   if (vec && VW == 8) {
     uint32_t w[4];
 #pragma unroll
-    for (int i = 0; i < 4; ++i) w[i] = pack_bf16x2(y[2 * i], y[2 * i + 1]);
+    for (int i = 0; i < 4; ++i) w[i] = pack_bf16(y[2 * i], y[2 * i + 1]);
     st_u32x4(p, w);
   } else {
 #pragma unroll

@@ -92,17 +92,6 @@ MX_DEV V warp_sum(V v) {
   return v;
 }
 
-// Two floats as a bf16 pair (lo in the low half: the element with the lower index), round to nearest even.
-MX_DEV uint32_t pack_bf16(float lo, float hi) {
-#ifdef MX_CPU_EMU
-  return uint32_t(float_to_bf16(lo)) | (uint32_t(float_to_bf16(hi)) << 16);
-#else
-  uint32_t r;
-  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
-  return r;
-#endif
-}
-
 MX_DEV float bf16_lo(uint32_t u) { return bf16_to_float(uint16_t(u & 0xffffu)); }
 MX_DEV float bf16_hi(uint32_t u) { return bf16_to_float(uint16_t(u >> 16)); }
 

@@ -87,21 +87,13 @@ int64_t batch_size(const EvalOptions& o, int64_t L) {
   return o.batch > 0 ? o.batch : std::max<int64_t>(1, o.segment_len / L);
 }
 
-#ifdef MX_WITH_CUDA
-// The CUDA path of windows_nll_impl (the file comment): ids (B, L) on the host, `from` the first scored position
-// of any window; appends each window's NLLs from its own score_from to `out`.
-void windows_nll_fused_cuda(const MambaLM& model, const DtScales& scales,
-                            const std::vector<const ScoredWindow*>& batch, const at::Tensor& ids, int64_t from,
-                            int64_t segment_len, const std::function<void(int64_t)>& on_segment_done,
-                            std::vector<std::vector<double>>& out) {
-  const int64_t B = ids.size(0), L = ids.size(1), P = L - 1 - from;  // P scored positions per window, at most
-  const auto dev = model.options().device;
-  const int64_t V = model.weight("lm_head.weight").size(0);  // V_pad
-  const int64_t row_bytes = V * static_cast<int64_t>(c10::elementSize(model.options().dtype));
-  const int64_t block = std::clamp<int64_t>(kCudaMaxLogitBytes / std::max<int64_t>(row_bytes, 1), 1, kCudaMaxLogitRows);
-  const int64_t rows = std::max<int64_t>(1, block / B);  // positions per window and block
-  const auto targets_all = ids.to(dev);                                                     // (B, L)
-  const auto nll = at::empty({B, P}, at::TensorOptions().dtype(at::kDouble).device(dev));  // (B, P)
+// The segmented forward over ids (B, L) (state carried from segment to segment), calling block(a, n, h) for each
+// block of at most `rows` scored positions [a, a + n) from `from` on, h (B, n, D) being the hidden states that
+// predict tokens a + 1 .. a + n, and on_segment_done (if any) after each segment.
+void for_each_scored_block(const MambaLM& model, const DtScales& scales, const at::Tensor& ids, int64_t from,
+                           int64_t segment_len, int64_t rows, const std::function<void(int64_t)>& on_segment_done,
+                           const std::function<void(int64_t, int64_t, const at::Tensor&)>& block) {
+  const int64_t L = ids.size(1);
   State state;
   model.hidden_segmented(
       ids, segment_len, scales,
@@ -109,12 +101,33 @@ void windows_nll_fused_cuda(const MambaLM& model, const DtScales& scales,
         const int64_t end = std::min(start + h.size(1), L - 1);  // position L-1 has no target
         for (int64_t a = std::max(start, from); a < end; a += rows) {
           const int64_t n = std::min(rows, end - a);
-          const auto logits = model.head_logits(h.narrow(1, a - start, n));  // (B, n, V_pad), activation dtype
-          ops::lm_nll_cuda(logits, targets_all.narrow(1, a + 1, n), nll.narrow(1, a - from, n));
+          block(a, n, h.narrow(1, a - start, n));
         }
         if (on_segment_done) on_segment_done(start + h.size(1));
       },
       &state);
+}
+
+#ifdef MX_WITH_CUDA
+// The CUDA path of windows_nll_impl (the file comment): ids (B, L) on the host, `from` the first scored position
+// of any window; appends each window's NLLs from its own score_from to `out`.
+void windows_nll_fused_cuda(const MambaLM& model, const DtScales& scales,
+                            const std::vector<const ScoredWindow*>& batch, const at::Tensor& ids, int64_t from,
+                            int64_t segment_len, const std::function<void(int64_t)>& on_segment_done,
+                            std::vector<std::vector<double>>& out) {
+  const int64_t B = ids.size(0), P = ids.size(1) - 1 - from;  // P scored positions per window, at most
+  const auto dev = model.options().device;
+  const int64_t V = model.weight("lm_head.weight").size(0);  // V_pad
+  const int64_t row_bytes = V * static_cast<int64_t>(c10::elementSize(model.options().dtype));
+  const int64_t block = std::clamp<int64_t>(kCudaMaxLogitBytes / std::max<int64_t>(row_bytes, 1), 1, kCudaMaxLogitRows);
+  const int64_t rows = std::max<int64_t>(1, block / B);  // positions per window and block
+  const auto targets_all = ids.to(dev);                                                     // (B, L)
+  const auto nll = at::empty({B, P}, at::TensorOptions().dtype(at::kDouble).device(dev));  // (B, P)
+  for_each_scored_block(model, scales, ids, from, segment_len, rows, on_segment_done,
+                        [&](int64_t a, int64_t n, const at::Tensor& h) {
+                          const auto logits = model.head_logits(h);  // (B, n, V_pad), activation dtype
+                          ops::lm_nll_cuda(logits, targets_all.narrow(1, a + 1, n), nll.narrow(1, a - from, n));
+                        });
   const auto host = nll.cpu();  // the one synchronisation of the call
   const double* p = host.data_ptr<double>();
   for (int64_t b = 0; b < B; ++b)
@@ -155,29 +168,21 @@ std::vector<std::vector<double>> windows_nll_impl(const MambaLM& model, const Dt
 #endif
   const auto targets_all = ids.to(model.options().device);  // (B, L)
   const int64_t rows = std::max<int64_t>(1, kMaxLogitRows / B);
-  State state;
-  model.hidden_segmented(
-      ids, segment_len, scales,
-      [&](int64_t start, const at::Tensor& h) {  // h (B, len, D)
-        const int64_t end = std::min(start + h.size(1), L - 1);  // position L-1 has no target
-        for (int64_t a = std::max(start, from); a < end; a += rows) {
-          const int64_t n = std::min(rows, end - a);
-          auto logits = model.logits(h.narrow(1, a - start, n));              // (B, n, V_pad) fp32, fresh
-          const auto tgt = targets_all.narrow(1, a + 1, n).unsqueeze(-1);     // (B, n, 1)
-          const auto picked = logits.gather(-1, tgt).squeeze(-1).to(at::kDouble);  // (B, n)
-          // logsumexp in place (no second logits-sized buffer): max + log Σ exp(x − max).
-          const auto row_max = std::get<0>(logits.max(-1, /*keepdim=*/true));     // (B, n, 1)
-          logits.sub_(row_max).exp_();
-          const auto lse = logits.sum(-1).log_().add_(row_max.squeeze(-1));        // (B, n)
-          const auto nll = (lse.to(at::kDouble) - picked).cpu().contiguous();  // (B, n)
-          const double* p = nll.data_ptr<double>();
-          for (int64_t b = 0; b < B; ++b)
-            for (int64_t j = std::max<int64_t>(0, batch[b]->score_from - a); j < n; ++j)
-              out[b].push_back(p[b * n + j]);
-        }
-        if (on_segment_done) on_segment_done(start + h.size(1));
-      },
-      &state);
+  for_each_scored_block(model, scales, ids, from, segment_len, rows, on_segment_done,
+                        [&](int64_t a, int64_t n, const at::Tensor& h) {
+                          auto logits = model.logits(h);                                       // (B, n, V_pad) fp32, fresh
+                          const auto tgt = targets_all.narrow(1, a + 1, n).unsqueeze(-1);      // (B, n, 1)
+                          const auto picked = logits.gather(-1, tgt).squeeze(-1).to(at::kDouble);  // (B, n)
+                          // logsumexp in place (no second logits-sized buffer): max + log Σ exp(x − max).
+                          const auto row_max = std::get<0>(logits.max(-1, /*keepdim=*/true));  // (B, n, 1)
+                          logits.sub_(row_max).exp_();
+                          const auto lse = logits.sum(-1).log_().add_(row_max.squeeze(-1));    // (B, n)
+                          const auto nll = (lse.to(at::kDouble) - picked).cpu().contiguous();  // (B, n)
+                          const double* p = nll.data_ptr<double>();
+                          for (int64_t b = 0; b < B; ++b)
+                            for (int64_t j = std::max<int64_t>(0, batch[b]->score_from - a); j < n; ++j)
+                              out[b].push_back(p[b * n + j]);
+                        });
   return out;
 }
 
