@@ -7,7 +7,7 @@
 #   sass      opcode mix of the S6 kernels' loops (cuobjdump + kernels/dev/sass_mix.py)  -> sass_mix.txt
 #   ncu       Nsight Compute (clock control off) on one S6 forward and one backward   -> ncu_{fwd,bwd}.txt
 # Results go to $OUT (default results/kernels_mamba1): mamba1_kernels.json (tests; bench/ for the timings), the
-# logs, and the ptxas register / spill report (ptxas.txt). The binary is rebuilt only when kernels/ changed. Environment: MX_CUDA_ARCH (default sm_90), MX_KBUILD (build dir).
+# logs, and the ptxas register / spill report (ptxas.txt). The binary is rebuilt only when kernels/ changed. Environment: MX_CUDA_ARCH (default sm_90), MX_KBUILD (build dir), MX_NVCC_FLAGS (extra nvcc flags, e.g. -DMX_S6_FWD_CTAS_PER_SM=5 to try another register budget; use its own MX_KBUILD).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-results/kernels_mamba1}"
@@ -19,7 +19,7 @@ steps=("$@")
 
 # ---- build: one nvcc per translation unit, in parallel, then link
 srcs=(kernels/dev/mamba1_kernels.cu kernels/s6/s6_fwd.cu kernels/s6/s6_bwd.cu kernels/conv1d/conv1d.cu kernels/norm/norm.cu)
-flags=(-std=c++17 -O3 -arch="$ARCH" --expt-relaxed-constexpr -lineinfo -I kernels)
+flags=(-std=c++17 -O3 -arch="$ARCH" --expt-relaxed-constexpr -lineinfo -I kernels ${MX_NVCC_FLAGS:-})
 BIN="$BUILD/mamba1_kernels"
 stale=1
 if [ -x "$BIN" ] && [ -z "$(find kernels -newer "$BIN" -type f | head -1)" ]; then stale=0; fi

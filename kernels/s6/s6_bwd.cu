@@ -330,7 +330,7 @@ __global__ void __launch_bounds__(kThreads, kBwdCtasPerSm) s6_bwd_kernel(S6Input
 // First pass of the time split: for segments 1 .. S-1, the carry out of the segment's first token
 // (Π a)·(...) from a zero carry in, dh_loc[s] = Σ_{t in s} (Π_{t' in s, t' <= t} a_t')·C_t·g_t, and Σ Δ.
 template <typename IO, int N>
-__global__ void __launch_bounds__(kThreads, kFwdCtasPerSm) s6_bwd_first_kernel(S6Inputs in, S6BwdArgs args, BwdRun run) {
+__global__ void __launch_bounds__(kThreads, kBwdFirstCtasPerSm) s6_bwd_first_kernel(S6Inputs in, S6BwdArgs args, BwdRun run) {
   using Cf = Cfg<N>;
   constexpr int G = Cf::G, EC = Cf::EC, PT = Cf::PT, BCV = Cf::BCV;
   const int tid = threadIdx.x, g = tid / EC, el = tid % EC, n0 = g * kNS;

@@ -2,6 +2,7 @@
 // plan and the N / io-type dispatch. See s6.h for the math and the layout of the arguments.
 #pragma once
 #include <algorithm>
+#include <type_traits>
 
 #include "common.cuh"
 #include "s6/s6.h"
@@ -14,7 +15,22 @@ constexpr int kT = int(kS6Chunk);        // tokens per tile = checkpoint interva
 constexpr int kT2 = 4;                   // backward: tokens whose states live in registers at once
 constexpr int kNSub = kT / kT2;          // backward: register sub-tiles per tile
 constexpr int kMinSegmentChunks = 64;    // a time segment spans at least 64 tiles (2048 tokens)
-constexpr int kFwdCtasPerSm = 4;         // register budget of the forward: 128 registers per thread
+// Forward: the time-segment plan counts kFwdPlanCtasPerSm CTA slots per SM; the register budget (launch bounds)
+// allows fwd_ctas_per_sm<IO>() CTAs per SM, and the first pass is cut into pieces to fill those (s6_fwd.cu). bf16
+// runs 5 per SM (96 registers); fp32 keeps 4 (128: at 96 it spills and slows from 5.03 to 5.69 ms). Measured
+// (H100, E = 5120, 64k, bf16): budget 4 5.06 ms; budget 5, S = 3, first pass in 2 pieces 4.57 ms; S = 4 4.64 ms;
+// budget 6 4.78-4.84 ms (spills). MX_S6_FWD_CTAS_PER_SM overrides the bf16 budget for such experiments
+// (scripts/bench_kernels_mamba1.sh MX_NVCC_FLAGS).
+#ifndef MX_S6_FWD_CTAS_PER_SM
+#define MX_S6_FWD_CTAS_PER_SM 5
+#endif
+constexpr int kFwdCtasPerSm = 4;  // fp32
+constexpr int kFwdPlanCtasPerSm = 4;
+template <typename IO>
+constexpr int fwd_ctas_per_sm() {
+  return std::is_same_v<IO, bf16> ? MX_S6_FWD_CTAS_PER_SM : kFwdCtasPerSm;
+}
+constexpr int kBwdFirstCtasPerSm = 4;  // the backward's first pass: 128 registers per thread
 constexpr int kBwdCtasPerSm = 3;         // register budget of the backward: 168 registers per thread
 
 // Tiling for a d_state of N: G threads share a channel (4 states each), EC channels per CTA.

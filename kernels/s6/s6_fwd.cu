@@ -124,7 +124,7 @@ struct FwdRun {
 // Full tiles load without row guards; the sequence's last partial tile clamps its rows to the last token
 // (values past the end are masked when staged).
 template <typename IO, int N, bool kOut>
-__global__ void __launch_bounds__(kThreads, kFwdCtasPerSm) s6_fwd_kernel(S6Inputs in, FwdRun run) {
+__global__ void __launch_bounds__(kThreads, fwd_ctas_per_sm<IO>()) s6_fwd_kernel(S6Inputs in, FwdRun run) {
   using Cf = FwdCfg<N>;
   constexpr int T = kThreads, G = Cf::G, EC = Cf::EC, VW = Cf::VW, CG = Cf::CG, IT = Cf::IT, BI = Cf::BI, DP = Cf::DP, YP = Cf::YP;
   const int tid = threadIdx.x, g = tid / EC, el = tid % EC, n0 = g * kNS;
@@ -395,9 +395,10 @@ struct FwdPlan {
 inline FwdPlan plan_forward(const S6Inputs& in) {
   const int64_t nblk = ceil_div(in.dim, kThreads / (in.dstate / kNS)) * in.batch;
   FwdPlan p;
-  p.seg = plan_segments(in, nblk, kFwdCtasPerSm);
+  p.seg = plan_segments(in, nblk, kFwdPlanCtasPerSm);
   if (p.seg.S > 1) {
-    const int64_t slots = int64_t(kFwdCtasPerSm) * device_sm_count(), nchunks = ceil_div(in.len, kT);
+    const int ctas = in.io == IoType::BF16 ? fwd_ctas_per_sm<bf16>() : fwd_ctas_per_sm<float>();
+    const int64_t slots = int64_t(ctas) * device_sm_count(), nchunks = ceil_div(in.len, kT);
     int64_t F = std::min<int64_t>(slots / (nblk * (p.seg.S - 1)), 8);
     F = std::max<int64_t>(std::min<int64_t>(F, p.seg.seg_len / kT / 8), 1);  // pieces of at least 8 tiles
     const int64_t seg_chunks = ceil_div(nchunks, p.seg.S * F) * F;
