@@ -26,15 +26,21 @@ struct bf16 {
   uint16_t bits;
 };
 
-MX_HD float bf16_to_float(uint16_t b) {
-  const uint32_t u = static_cast<uint32_t>(b) << 16;
+// 32-bit words <-> float.
+MX_HD float f_from_bits(uint32_t u) {
   float f;
   memcpy(&f, &u, 4);
   return f;
 }
-MX_HD uint16_t float_to_bf16(float f) {
+MX_HD uint32_t bits_from_f(float f) {
   uint32_t u;
   memcpy(&u, &f, 4);
+  return u;
+}
+
+MX_HD float bf16_to_float(uint16_t b) { return f_from_bits(static_cast<uint32_t>(b) << 16); }
+MX_HD uint16_t float_to_bf16(float f) {
+  uint32_t u = bits_from_f(f);
   if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);  // NaN stays NaN
   u += 0x7fffu + ((u >> 16) & 1u);
   return static_cast<uint16_t>(u >> 16);
@@ -73,17 +79,7 @@ MX_DEV uint32_t pack_bf16(float lo, float hi) {
 #endif
 }
 
-// 32-bit words <-> float, and 16-byte loads / stores of four words (p must be 16-byte aligned).
-MX_HD float f_from_bits(uint32_t u) {
-  float f;
-  memcpy(&f, &u, 4);
-  return f;
-}
-MX_HD uint32_t bits_from_f(float f) {
-  uint32_t u;
-  memcpy(&u, &f, 4);
-  return u;
-}
+// 16-byte loads / stores of four words (p must be 16-byte aligned).
 MX_DEV void ld_u32x4(const void* p, uint32_t* w) {
 #ifdef MX_CPU_EMU
   memcpy(w, p, 16);

@@ -41,6 +41,12 @@ at::Tensor ssd_scan(const at::Tensor& x, const at::Tensor& dt_raw, const at::Ten
 // RMSNorm over the last dimension, computed in fp32 (fp64 for fp64 inputs): x · rsqrt(mean(x²) + eps) · w.
 at::Tensor rmsnorm(const at::Tensor& x, const at::Tensor& w, double eps);
 
+// Residual add + RMSNorm, the pre-norm of every layer: residual <- residual + x (fp32, fp64 for fp64 x; an
+// undefined residual starts at x), returns rmsnorm(residual)·w in out_dtype. On CUDA with grad mode off one fused
+// kernel (kernels/norm, the same fp32 math) updates the residual in place; otherwise ATen expressions, out of place.
+at::Tensor add_rmsnorm(const at::Tensor& x, at::Tensor& residual, const at::Tensor& w, double eps,
+                       at::ScalarType out_dtype);
+
 // Mamba2 gated group RMSNorm (norm_before_gate = False): g = y · silu(z); RMS over each of `groups` equal
 // slices of the last dimension; · w. y, z (…, E); w (E).
 at::Tensor gated_group_rmsnorm(const at::Tensor& y, const at::Tensor& z, const at::Tensor& w, int64_t groups,

@@ -75,7 +75,7 @@ inline int64_t channel_blocks(const S6Inputs& in) {
   return ceil_div(in.dim, Cfg<N>::EC);
 }
 
-size_t segment_workspace_bytes(const S6Inputs& in, int max_ctas_per_sm);  // s6_fwd.cu
+size_t segment_workspace_bytes(const S6Inputs& in, int max_ctas_per_sm);  // s6_bwd.cu (the backward's time split)
 
 template <int V>
 struct IntTag {

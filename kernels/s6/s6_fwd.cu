@@ -498,19 +498,6 @@ bool s6_supported_dstate(int64_t n) { return n == 8 || n == 16 || n == 32 || n =
 
 int64_t s6_num_chunks(int64_t len) { return ceil_div(len, s6::kT); }
 
-namespace s6 {
-// Workspace of the backward's segmented pass: two (B, S, E, N) fp32 state arrays and a (B, S, E) fp64 Σ Δ.
-size_t segment_workspace_bytes(const S6Inputs& in, int max_ctas_per_sm) {
-  if (!s6_supported_dstate(in.dstate)) return 0;
-  int64_t nblk = 0;
-  dispatch(IoType::F32, in.dstate, [&](auto, auto nc) { nblk = channel_blocks<decltype(nc)::value>(in); });
-  const int S = plan_segments(in, nblk * in.batch, max_ctas_per_sm).S;
-  if (S <= 1) return 0;
-  const size_t slots = size_t(in.batch) * S * in.dim;
-  return slots * in.dstate * sizeof(float) * 2 + slots * sizeof(double);
-}
-}  // namespace s6
-
 size_t s6_fwd_workspace_bytes(const S6Inputs& in) {
   return s6_supported_dstate(in.dstate) ? s6::fwd_workspace_bytes(in, s6::plan_forward(in)) : 0;
 }

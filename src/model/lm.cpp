@@ -3,7 +3,6 @@
 // mixers are in mamba1_mixer.cpp / mamba2_mixer.cpp. Every entry point (full sequence, segments, one-token
 // step) runs this one hidden() with a State, so they agree up to floating-point reassociation.
 #include <ATen/ATen.h>
-#include <c10/core/GradMode.h>
 #include <fmt/format.h>
 
 #include <cstring>
@@ -11,9 +10,6 @@
 #include "mambaextend/error.h"
 #include "mambaextend/model.h"
 #include "mambaextend/ops.h"
-#ifdef MX_WITH_CUDA
-#include "ops/cuda_ops.h"
-#endif
 
 namespace mx {
 
@@ -97,26 +93,14 @@ at::Tensor MambaLM::hidden(const at::Tensor& ids, const DtScales& scales, State*
 
   const auto sd = state_dtype();
   auto x = at::embedding(w_.at("embedding.weight"), to_device(ids, opts_.device, at::kLong));  // (B, L, D)
-  at::Tensor residual;                                                                 // (B, L, D) fp32
-  // r += h; RMSNorm(r)·w in the activation dtype. On CUDA without gradients (evaluation, CFZO) one kernel
-  // (kernels/norm, the same fp32 math) updates r in place and writes the result once in the activation dtype,
-  // instead of four ATen passes (cast, add, norm in fp32, cast); the values are the same.
-#ifdef MX_WITH_CUDA
-  const bool fused = opts_.device.is_cuda() && opts_.dtype != at::kDouble && !at::GradMode::is_enabled();
-#endif
-  auto add_norm = [&](const at::Tensor& h, const at::Tensor& w) -> at::Tensor {
-#ifdef MX_WITH_CUDA
-    if (fused) return ops::add_rmsnorm_cuda(h, residual, w, cfg_.norm_eps, opts_.dtype);
-#endif
-    residual = residual.defined() ? residual + h.to(sd) : h.to(sd);
-    return ops::rmsnorm(residual, w, cfg_.norm_eps).to(opts_.dtype);
-  };
+  // r += h; RMSNorm(r)·w in the activation dtype (ops::add_rmsnorm: one fused kernel on CUDA without gradients).
+  at::Tensor residual;  // (B, L, D) in the state dtype
   for (int64_t l = 0; l < cfg_.n_layer; ++l) {
-    auto u = add_norm(x, w_.at(fmt::format("layers.{}.norm.weight", l)));
+    auto u = ops::add_rmsnorm(x, residual, w_.at(fmt::format("layers.{}.norm.weight", l)), cfg_.norm_eps, opts_.dtype);
     const at::Tensor s = scales.empty() ? at::Tensor() : to_device(scales.per_layer[l], opts_.device, sd);
     x = mixer(l, u, s, st.layers[l]);
   }
-  return add_norm(x, w_.at("norm_f.weight"));
+  return ops::add_rmsnorm(x, residual, w_.at("norm_f.weight"), cfg_.norm_eps, opts_.dtype);
 }
 
 at::Tensor MambaLM::head_logits(const at::Tensor& hidden) const {

@@ -1,4 +1,7 @@
-// ops::rmsnorm and ops::gated_group_rmsnorm: validate, then dispatch (CUDA kernels when built).
+// ops::rmsnorm, ops::add_rmsnorm and ops::gated_group_rmsnorm: validate, then dispatch (CUDA kernels when built).
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+
 #include "mambaextend/ops.h"
 #include "ops/check.h"
 #include "ref/ref.h"
@@ -19,6 +22,20 @@ at::Tensor rmsnorm(const at::Tensor& x, const at::Tensor& w, double eps) {
   if (x.is_cuda() && !detail::wants_grad({&x})) return rmsnorm_cuda(x, w, eps);
 #endif
   return ref::rmsnorm(x, w, eps);
+}
+
+at::Tensor add_rmsnorm(const at::Tensor& x, at::Tensor& residual, const at::Tensor& w, double eps,
+                       at::ScalarType out_dtype) {
+  if (!x.defined() || x.dim() < 1) throw ShapeError("add_rmsnorm: x must have at least one dimension");
+  const auto rdt = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+#ifdef MX_WITH_CUDA
+  const auto io = [](at::ScalarType t) { return t == at::kFloat || t == at::kBFloat16; };
+  if (x.is_cuda() && io(x.scalar_type()) && io(out_dtype) && !at::GradMode::is_enabled() &&
+      (!residual.defined() || (residual.scalar_type() == at::kFloat && residual.is_contiguous())))
+    return add_rmsnorm_cuda(x, residual, w, eps, out_dtype);
+#endif
+  residual = residual.defined() ? residual + x.to(residual.scalar_type()) : x.to(rdt);
+  return rmsnorm(residual, w, eps).to(out_dtype);
 }
 
 at::Tensor gated_group_rmsnorm(const at::Tensor& y, const at::Tensor& z, const at::Tensor& w, int64_t groups,

@@ -2,10 +2,13 @@
 // token cache kept in the system temporary directory so the books are tokenized once across test runs.
 #pragma once
 #include <ATen/Parallel.h>
+#include <gtest/gtest.h>
 #include <stdlib.h>
 
 #include <filesystem>
 #include <map>
+#include <ostream>
+#include <string>
 #include <vector>
 
 #include "mambaextend/corpus.h"
@@ -53,5 +56,19 @@ inline const std::vector<TokenizedDocument>& book_docs(const std::string& split)
 }
 
 inline const std::vector<TokenizedDocument>& train_docs() { return book_docs("train"); }
+
+// The organism × granularity cases of the scale-gradient tests (CPU vs finite differences, GPU vs CPU).
+struct GradCase {
+  std::string arch;
+  bool channel;
+};
+inline void PrintTo(const GradCase& c, std::ostream* os) { *os << c.arch << (c.channel ? "/channel" : "/layer"); }
+inline auto grad_cases() {
+  return ::testing::Values(GradCase{"mamba1", false}, GradCase{"mamba1", true}, GradCase{"mamba2", false},
+                           GradCase{"mamba2", true});
+}
+inline std::string grad_case_name(const ::testing::TestParamInfo<GradCase>& info) {
+  return info.param.arch + (info.param.channel ? "_channel" : "_layer");
+}
 
 }  // namespace mx::test

@@ -38,16 +38,11 @@ namespace {
 using mx::test::calib_cache_dir;
 using mx::test::organism_dir;
 using mx::test::tokenizer_path;
+using mx::test::GradCase;
 using mx::test::train_docs;
 
 // kernels.md §6 tolerances: ds against float64 finite differences to ~1e-4 relative in fp32.
 constexpr double kGradRel = 1e-4;
-
-struct GradCase {
-  std::string arch;
-  bool channel;
-};
-void PrintTo(const GradCase& c, std::ostream* os) { *os << c.arch << (c.channel ? "/channel" : "/layer"); }
 
 class CalibGrad : public ::testing::TestWithParam<GradCase> {};
 
@@ -101,10 +96,7 @@ TEST_P(CalibGrad, MatchesFloat64FiniteDifference) {
   EXPECT_LE(ck32 / max_fd, 1e-5);
 }
 
-INSTANTIATE_TEST_SUITE_P(Organisms, CalibGrad,
-                         ::testing::Values(GradCase{"mamba1", false}, GradCase{"mamba1", true},
-                                           GradCase{"mamba2", false}, GradCase{"mamba2", true}),
-                         [](const auto& info) { return info.param.arch + (info.param.channel ? "_channel" : "_layer"); });
+INSTANTIATE_TEST_SUITE_P(Organisms, CalibGrad, mx::test::grad_cases(), mx::test::grad_case_name);
 
 // ---- windows ---------------------------------------------------------------------------------------------
 

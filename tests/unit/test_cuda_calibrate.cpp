@@ -20,13 +20,9 @@ namespace {
 constexpr double kLossRel = 1e-5;  // fp32 GPU loss against the float64 CPU loss
 constexpr double kGradRel = 1e-4;  // kernels.md §6: ds in fp32 to ~1e-4 relative
 
-struct Case {
-  std::string arch;
-  bool channel;
-};
-void PrintTo(const Case& c, std::ostream* os) { *os << c.arch << (c.channel ? "/channel" : "/layer"); }
+using mx::test::GradCase;
 
-class CudaCalibGrad : public ::testing::TestWithParam<Case> {};
+class CudaCalibGrad : public ::testing::TestWithParam<GradCase> {};
 
 TEST_P(CudaCalibGrad, GpuFp32MatchesCpuFloat64) {
   MX_REQUIRE_CUDA();
@@ -58,9 +54,6 @@ TEST_P(CudaCalibGrad, GpuFp32MatchesCpuFloat64) {
   EXPECT_LE(grel, kGradRel);
 }
 
-INSTANTIATE_TEST_SUITE_P(Organisms, CudaCalibGrad,
-                         ::testing::Values(Case{"mamba1", false}, Case{"mamba1", true}, Case{"mamba2", false},
-                                           Case{"mamba2", true}),
-                         [](const auto& info) { return info.param.arch + (info.param.channel ? "_channel" : "_layer"); });
+INSTANTIATE_TEST_SUITE_P(Organisms, CudaCalibGrad, mx::test::grad_cases(), mx::test::grad_case_name);
 
 }  // namespace
