@@ -7,17 +7,105 @@
 //   d(delta_raw) = dΔ·s·σ(delta_raw + b);  d(dt_bias) = Σ_t d(delta_raw);  d(s) = Σ_t dΔ·softplus(delta_raw + b)
 //   dh0    = a_0·dh_0
 // CTA = (channel block, batch row, time segment), thread (g, el) = channel e0 + el, states [4g, 4g + 4).
-// Tiles of kT tokens run in reverse. Per tile: stage the per-token terms in shared memory (the previous
-// tile's global loads are issued right after, to overlap), recompute the states at the starts of the kNSub
-// register sub-tiles from the forward's checkpoint, then per sub-tile (last first): recompute its kT2 states
-// keeping a_t and a_t·h_{t-1} in registers, run dh backwards, and reduce
-//   over the thread's states  -> Σ_n B dh, Σ_n A a h dh, y (per token; summed over the G threads of a channel)
-//   over the CTA's channels   -> dB, dC (shared-memory contraction; one float4 atomic per 4 values per tile)
+// Tiles of kT tokens run in reverse. Per tile:
+//   stage     items of 8 consecutive channels of one token (one 16-byte load per tensor when the rows are
+//             aligned): Δ, Δu, g and the per-(token, channel) factors of the finish into shared memory; the
+//             previous tile's global loads are issued right after, to overlap
+//   states    at the starts of the kNSub register sub-tiles, recomputed from the forward's checkpoint
+//   sub-tiles last first: recompute its kT2 states keeping a_t and a_t·h_{t-1} in registers, run dh backwards,
+//             and reduce
+//     over the thread's states -> y, Σ_n B dh, Σ_n A a h dh (partials, summed over the G threads of a channel)
+//     over the warp's channels -> dB, dC: h and dh go to shared memory as one 16-byte row per thread and token,
+//                                 each warp contracts its own (no CTA barrier), one float4 atomic per output
+//     per (token, channel)     -> du, d(delta), dz (one thread each, after the sub-tile's one barrier)
 // dA / dD / d(dt_bias) / d(s) are summed in fp32 within a tile, in fp64 across tiles and by fp64 atomics.
 #include "s6/s6_common.cuh"
 
 namespace mx::kern::s6 {
 namespace {
+
+// Tiling of the main kernel for a d_state of N. Thread (g, el) owns channel el of the block and states
+// [4g, 4g + 4) as in Cfg<N>; T = kThreads.
+template <int N>
+struct BwdCfg {
+  static constexpr int T = kThreads, G = Cfg<N>::G, EC = Cfg<N>::EC;
+  // staging: items of VW consecutive channels of one token
+  static constexpr int VW = EC < 8 ? EC : 8;               // channels per item
+  static constexpr int CG = EC / VW;                       // items per token
+  static constexpr int IT = (kT * CG + T - 1) / T;         // items per thread and tile
+  static constexpr int BI = (2 * kT * N / 8 + T - 1) / T;  // 8-value B / C items per thread and tile
+  static constexpr int FM = (kT2 + G - 1) / G;             // (token, channel) pairs a thread finishes per sub-tile
+  // dB / dC: every warp contracts its own states over its own channels; an output is 4 values of dB or dC
+  // (one token, one state group), summed over the warp's channels by LPO lanes of CPL channels each
+  static constexpr int WC = EC < 32 ? EC : 32;         // channels of a warp
+  static constexpr int WG = 32 / WC;                   // state groups of a warp
+  static constexpr int CPL = WC < 8 ? WC : 8;          // channels per lane
+  static constexpr int LPO = WC / CPL;                 // lanes per output
+  static constexpr int OPL = 2 * kT2 * WG * LPO / 32;  // outputs per lane
+  static_assert(OPL * 32 == 2 * kT2 * WG * LPO && (OPL == 1 || LPO == 1), "contraction layout");
+  // Rows of 16-byte slots with one padding slot after every 8 (pad8) and rows 4 slots apart modulo 8: stores
+  // of 8 consecutive threads (or channels) and the contraction's reads hit distinct bank groups.
+  static constexpr int TP = (T + T / 8 + 3) / 8 * 8 + 4;    // s_hd row: T slots
+  static constexpr int PR = (EC + EC / 8 + 3) / 8 * 8 + 4;  // s_pv row: EC slots
+  static constexpr size_t smem_bytes() {
+    return sizeof(float) * size_t(4 * (2 * kT2 * TP + kT * PR + T) + 2 * kT * EC + 4 * G * kT2 * EC + 2 * kT * EC +
+                                  2 * kT * N + 2 * G * kT2 * EC + 2 * EC);
+  }
+};
+
+MX_HD constexpr int pad8(int i) { return i + i / 8; }
+
+constexpr float kLn2 = 0.6931471805599453f;
+
+// Orders shared-memory accesses among the threads of a warp (the emulator knows no warps: a CTA barrier there,
+// which every thread reaches too).
+MX_DEV void warp_sync() {
+#ifdef MX_CPU_EMU
+  __syncthreads();
+#else
+  __syncwarp();
+#endif
+}
+
+// VW elements of an activation tensor as raw 32-bit words (bf16: two per word), loaded with one vector load
+// per 16 bytes when `vec` (the launcher checked the alignment) or element by element (`n` valid elements).
+template <typename IO, int VW>
+struct RawVec;
+template <int VW>
+struct RawVec<float, VW> {
+  uint32_t w[VW];
+  MX_DEV float get(int v) const { return f_from_bits(w[v]); }
+  MX_DEV void load(const float* p, bool vec, int n) {
+    if (vec && VW % 4 == 0) {
+#pragma unroll
+      for (int i = 0; i < VW / 4; ++i) ld_u32x4(p + 4 * i, w + 4 * i);
+    } else {
+#pragma unroll
+      for (int v = 0; v < VW; ++v) w[v] = v < n ? bits_from_f(p[v]) : 0u;
+    }
+  }
+};
+template <int VW>
+struct RawVec<bf16, VW> {
+  static constexpr int NW = (VW + 1) / 2;
+  uint32_t w[NW];
+  MX_DEV float get(int v) const { return f_from_bits(v % 2 == 0 ? w[v / 2] << 16 : w[v / 2] & 0xffff0000u); }
+  MX_DEV void load(const bf16* p, bool vec, int n) {
+    if (vec && VW == 8) {
+      ld_u32x4(p, w);
+    } else {
+#pragma unroll
+      for (int i = 0; i < NW; ++i) {
+        const uint32_t lo = 2 * i < n ? p[2 * i].bits : 0u, hi = 2 * i + 1 < n ? p[2 * i + 1].bits : 0u;
+        w[i] = lo | (hi << 16);
+      }
+    }
+  }
+};
+
+// One activation element (bf16: round to nearest even in one F2FP).
+MX_DEV void store_one(float* p, float v) { *p = v; }
+MX_DEV void store_one(bf16* p, float v) { p->bits = static_cast<uint16_t>(pack_bf16(v, 0.f)); }
 
 struct BwdRun {
   const float* dh_init = nullptr;  // gradient arriving at the segment's last state: dh_init + b*di_sb + s*di_ss
@@ -26,149 +114,188 @@ struct BwdRun {
   double* sumdt = nullptr;  // first pass: (B, S, E) Σ Δ over each segment
   int64_t nchunks = 0, seg_len = 0;
   int S = 1;
+  bool vec = false;     // u, delta, z, dout rows allow aligned VW-element vector loads
+  bool bc_vec = false;  // B and C rows allow aligned 8-element vector loads
 };
 
+// Full tiles load without row guards; the sequence's last partial tile clamps its rows to the last token
+// (values past the end are masked when staged).
 template <typename IO, int N>
 __global__ void __launch_bounds__(kThreads, kBwdCtasPerSm) s6_bwd_kernel(S6Inputs in, S6BwdArgs args, BwdRun run) {
-  using Cf = Cfg<N>;
-  constexpr int G = Cf::G, EC = Cf::EC, PT = Cf::PT, BCV = Cf::BCV, HP = Cf::HP;
-  const int tid = threadIdx.x, g = tid / EC, el = tid % EC, n0 = g * kNS;
+  using Cf = BwdCfg<N>;
+  constexpr int T = kThreads, G = Cf::G, EC = Cf::EC, VW = Cf::VW, CG = Cf::CG, IT = Cf::IT, BI = Cf::BI, FM = Cf::FM;
+  constexpr int WC = Cf::WC, WG = Cf::WG, CPL = Cf::CPL, LPO = Cf::LPO, OPL = Cf::OPL, TP = Cf::TP, PR = Cf::PR;
+  const int tid = threadIdx.x, g = tid / EC, el = tid % EC, n0 = g * kNS, lane = tid % 32, hslot = pad8(tid);
   const int64_t b = blockIdx.y, seg = blockIdx.z, E = in.dim, L = in.len;
-  const int64_t e = int64_t(blockIdx.x) * EC + el;
+  const int64_t e_blk = int64_t(blockIdx.x) * EC, e = e_blk + el;
   const bool ev = e < E;
   const int64_t t_begin = seg * run.seg_len, t_end = t_begin + run.seg_len < L ? t_begin + run.seg_len : L;
   const bool has_z = in.z != nullptr;
+  const int64_t c_first = t_begin / kT, c_last = t_begin < t_end ? (t_end - 1) / kT : c_first - 1;
+  const int64_t t_last = c_last * kT;  // first token of the first tile processed (tiles run in reverse)
 
-  float* s_dt = reinterpret_cast<float*>(dynamic_smem());  // (kT, EC) Δ
-  float* s_dtu = s_dt + kT * EC;                             // (kT, EC) Δ·u
-  float* s_u = s_dtu + kT * EC;                              // (kT, EC) u
-  float* s_g = s_u + kT * EC;                                // (kT, EC) dout·silu(z)
-  float* s_dzf = s_g + kT * EC;                              // (kT, EC) dout·silu'(z)
-  float* s_dsig = s_dzf + kT * EC;                           // (kT, EC) s·σ(x) = dΔ/d(delta_raw)
-  float* s_sp = s_dsig + kT * EC;                            // (kT, EC) softplus(x) = dΔ/ds
-  float* s_B = s_sp + kT * EC;                               // (kT, N)
-  float* s_C = s_B + kT * N;                                 // (kT, N)
-  float* s_h = s_C + kT * N;                                 // (kT2, N, HP) h_t of the sub-tile
-  float* s_dh = s_h + kT2 * N * HP;                          // (kT2, N, HP) dh_t of the sub-tile
-  float* s_y = s_dh + kT2 * N * HP;                          // (G, kT2, EC) y partials
-  float2* s_red = reinterpret_cast<float2*>(s_y + G * kT2 * EC);  // (G, kT2, EC) (Σ B dh, Σ A a h dh) partials
-  float* s_dBC = reinterpret_cast<float*>(s_red + G * kT2 * EC);  // (kT, 2N) [dB | dC] of the tile
+  float4* s_hd = reinterpret_cast<float4*>(dynamic_smem());    // (2, kT2, TP) [dh | h] of the sub-tile, slot pad8(tid)
+  float4* s_pv = s_hd + 2 * kT2 * TP;                            // (kT, PR) (u, s·σ(x), dout·silu'(z), softplus(x))
+  float4* s_red = s_pv + kT * PR;                                // (T) contraction partials
+  float2* s_dd = reinterpret_cast<float2*>(s_red + T);           // (kT, EC) (Δ, Δ·u)
+  float2* s_sba = s_dd + kT * EC;                                // (2, G, kT2, EC) (Σ_n B dh, Σ_n A a h dh) partials
+  float* s_dtu = reinterpret_cast<float*>(s_sba + 2 * G * kT2 * EC);  // (kT, EC) Δ·u
+  float* s_g = s_dtu + kT * EC;                                  // (kT, EC) dout·silu(z)
+  float* s_B = s_g + kT * EC;                                    // (kT, N)
+  float* s_C = s_B + kT * N;                                     // (kT, N)
+  float* s_y = s_C + kT * N;                                     // (2, G, kT2, EC) y partials (Σ_n C h)
+  float* s_bias = s_y + 2 * G * kT2 * EC;                        // (EC) dt_bias
+  float* s_scl = s_bias + EC;                                    // (EC) Δ scale
 
-  IO* du = static_cast<IO*>(args.du) + b * args.du_sb;
-  IO* dd = static_cast<IO*>(args.ddelta) + b * args.ddelta_sb;
-  IO* dzp = has_z ? static_cast<IO*>(args.dz) + b * args.dz_sb : nullptr;
+  // ---- staging items: token row srow, channels [e_blk + c0, e_blk + c0 + nv) of the block (addresses are
+  // computed per tile: 64-bit cursors would cost registers, the scarce resource here)
+  int srow[IT], nv[IT];
+#pragma unroll
+  for (int j = 0; j < IT; ++j) {
+    const int item = tid + j * T;
+    const int64_t ce = e_blk + (item % CG) * VW;
+    srow[j] = item < kT * CG ? item / CG : kT;  // kT: no item
+    nv[j] = srow[j] < kT && ce < E ? int(E - ce < VW ? E - ce : VW) : 0;
+  }
+  // B / C items: 8 values of B (items < kT·N/8) or of C, token row bc_row, states [bn, bn + 8)
+  constexpr int kBCHalf = kT * N / 8;
+  int bc_row[BI];
+#pragma unroll
+  for (int j = 0; j < BI; ++j) {
+    const int item = tid + j * T;
+    bc_row[j] = item < 2 * kBCHalf ? item % kBCHalf / (N / 8) : kT;
+  }
+  // Per-channel parameters of the block (shared: registers are the scarce resource here).
+  for (int c = tid; c < EC; c += T) {
+    const int64_t ch = e_blk + c;
+    const bool ok = ch < E;
+    s_bias[c] = ok && in.dt_bias ? in.dt_bias[ch] : 0.f;
+    s_scl[c] = in.dt_scale ? in.dt_scale[ok ? ch * in.dt_scale_stride : 0] : 1.f;
+  }
 
-  float A2[kNS], Av[kNS], dhc[kNS], dAf[kNS];
+  // ---- per-thread state
+  float A2[kNS], dhc[kNS], dAf[kNS];  // A2 = A·log2(e); Σ_n A a h dh is summed as Σ_n A2 a h dh, times ln 2
   double dA_acc[kNS];
 #pragma unroll
   for (int i = 0; i < kNS; ++i) {
-    Av[i] = ev ? in.A[e * N + n0 + i] : 0.f;
-    A2[i] = Av[i] * kLog2e;
+    A2[i] = ev ? in.A[e * N + n0 + i] * kLog2e : 0.f;
     dhc[i] = (ev && run.dh_init) ? run.dh_init[b * run.di_sb + seg * run.di_ss + e * N + n0 + i] : 0.f;
     dAf[i] = 0.f;
     dA_acc[i] = 0.0;
   }
-  const float bias = (ev && in.dt_bias) ? in.dt_bias[e] : 0.f;
-  const float scale = in.dt_scale ? in.dt_scale[ev ? e * in.dt_scale_stride : 0] : 1.f;
   const float Dv = (ev && in.D) ? in.D[e] : 0.f;
   float dD_f = 0.f, dbias_f = 0.f, ds_f = 0.f;
   double dD_acc = 0.0, dbias_acc = 0.0, ds_acc = 0.0;
 
-  const int64_t c_first = t_begin / kT, c_last = t_begin < t_end ? (t_end - 1) / kT : c_first - 1;
-  // Per-thread cursors at token c_last*kT + g of channel ec, moved back by kT rows per tile (see s6_fwd.cu).
-  const int64_t ec = ev ? e : E - 1, r0 = c_last * kT + g;
-  const IO* u_p = static_cast<const IO*>(in.u) + b * in.u_sb + r0 * in.u_sl + ec;
-  const IO* d_p = static_cast<const IO*>(in.delta) + b * in.delta_sb + r0 * in.delta_sl + ec;
-  const IO* z_p = has_z ? static_cast<const IO*>(in.z) + b * in.z_sb + r0 * in.z_sl + ec : u_p;
-  const int64_t z_sl = has_z ? in.z_sl : in.u_sl;
-  const IO* o_p = static_cast<const IO*>(args.dout) + b * args.dout_sb + r0 * args.dout_sl + ec;
-  const IO* B_p = static_cast<const IO*>(in.B) + b * in.B_sb + c_last * kT * in.B_sl;
-  const IO* C_p = static_cast<const IO*>(in.C) + b * in.C_sb + c_last * kT * in.C_sl;
-  int64_t bc_row[BCV];
-#pragma unroll
-  for (int j = 0; j < BCV; ++j) bc_row[j] = (tid + j * kThreads) / N;
+  // Finishing (token, channel) pairs: thread (g, el) takes tokens g, g + G, ... of every sub-tile, channel el.
+  // Cursors at the row of token g of the first tile's last sub-tile, moved back by kT2 rows per sub-tile.
+  const int64_t ef = ev ? e : 0, rf = t_last + kT - kT2 + g;
+  IO* du_f = static_cast<IO*>(args.du) + b * args.du_sb + rf * args.du_sl + ef;
+  IO* dd_f = static_cast<IO*>(args.ddelta) + b * args.ddelta_sb + rf * args.ddelta_sl + ef;
+  IO* dz_f = has_z ? static_cast<IO*>(args.dz) + b * args.dz_sb + rf * args.dz_sl + ef : du_f;
+  const int64_t dz_sl = has_z ? args.dz_sl : args.du_sl;
 
-  IO ru[PT], rd[PT], rz[PT], rdo[PT], rb[BCV], rc[BCV];  // the previous tile, raw
+  // Contraction outputs of this lane: m-th output = (which: dB or dC, token k of the sub-tile, state group),
+  // channels [own, own + CPL) of the warp (owned by threads own .. own + CPL - 1).
+  int cslot[OPL], ck[OPL];
+  const float* cvec[OPL];
+  float* cdst[OPL];
+#pragma unroll
+  for (int m = 0; m < OPL; ++m) {
+    const int o = lane / LPO + m * (32 / LPO), which = o / (kT2 * WG), k = o / WG % kT2, gl = o % WG;
+    const int own = tid / 32 * 32 + gl * WC + lane % LPO * CPL;
+    ck[m] = k;
+    cslot[m] = (which * kT2 + k) * TP + pad8(own);
+    cvec[m] = (which ? s_g : s_dtu) + k * EC + own % EC;  // dC = Σ_e g·h, dB = Σ_e Δu·dh
+    cdst[m] = (which ? args.dC : args.dB) + (b * L + t_last + k) * N + own / EC * kNS;
+  }
+
+  RawVec<IO, VW> nu[IT], nd[IT], nz[IT], no[IT];  // the next tile, raw
+  RawVec<IO, 8> nbc[BI];
+  // Loads the tile at t0 (rows clamped to the segment's last token in a partial tile).
   auto load_tile = [&](int64_t t0) {
-    const int64_t last = (t_end - 1 - t0 < kT - 1 ? t_end - 1 - t0 : kT - 1);  // clamp rows past the end
+    const int64_t last = t_end - 1 - t0;
 #pragma unroll
-    for (int k = 0; k < PT; ++k) {
-      const int64_t r = (g + k * G < last ? g + k * G : last) - g;
-      ru[k] = u_p[r * in.u_sl];
-      rd[k] = d_p[r * in.delta_sl];
-      rz[k] = z_p[r * z_sl];
-      rdo[k] = o_p[r * args.dout_sl];
+    for (int j = 0; j < IT; ++j) {
+      if (nv[j] == 0) continue;
+      const int64_t t = t0 + (srow[j] <= last ? srow[j] : last), ch = e_blk + (tid + j * T) % CG * VW;
+      const bool vec = run.vec && nv[j] == VW;
+      nu[j].load(static_cast<const IO*>(in.u) + b * in.u_sb + t * in.u_sl + ch, vec, nv[j]);
+      nd[j].load(static_cast<const IO*>(in.delta) + b * in.delta_sb + t * in.delta_sl + ch, vec, nv[j]);
+      if (has_z) nz[j].load(static_cast<const IO*>(in.z) + b * in.z_sb + t * in.z_sl + ch, vec, nv[j]);
+      no[j].load(static_cast<const IO*>(args.dout) + b * args.dout_sb + t * args.dout_sl + ch, vec, nv[j]);
     }
 #pragma unroll
-    for (int j = 0; j < BCV; ++j) {
-      const int idx = tid + j * kThreads, n = idx % N;
-      const int64_t r = idx < kT * N && bc_row[j] < last ? bc_row[j] : last;
-      rb[j] = B_p[r * in.B_sl + n];
-      rc[j] = C_p[r * in.C_sl + n];
+    for (int j = 0; j < BI; ++j) {
+      if (bc_row[j] >= kT) continue;
+      const int item = tid + j * T, bn = item % kBCHalf % (N / 8) * 8;
+      const int64_t t = t0 + (bc_row[j] <= last ? bc_row[j] : last);
+      nbc[j].load(item < kBCHalf ? static_cast<const IO*>(in.B) + b * in.B_sb + t * in.B_sl + bn
+                                 : static_cast<const IO*>(in.C) + b * in.C_sb + t * in.C_sl + bn,
+                  run.bc_vec, 8);
     }
-  };
-  auto retreat = [&] {
-    u_p -= kT * in.u_sl, d_p -= kT * in.delta_sl, z_p -= kT * z_sl, o_p -= kT * args.dout_sl;
-    B_p -= kT * in.B_sl, C_p -= kT * in.C_sl;
   };
 
-  if (c_last >= c_first) load_tile(c_last * kT);
+  if (c_last >= c_first) load_tile(t_last);
+  __syncthreads();  // s_bias / s_scl
   for (int64_t c = c_last; c >= c_first; --c) {
     const int64_t t0 = c * kT;
     const int nt = int(t_end - t0 < kT ? t_end - t0 : kT);
-    // ---- stage (padded tokens get Δ = 0 and g = 0: they leave h and dh unchanged and add nothing)
+    const float4 h_ck = ev ? *reinterpret_cast<const float4*>(args.ckpt + ((b * run.nchunks + c) * E + e) * N + n0)
+                           : make_float4(0.f, 0.f, 0.f, 0.f);
+    // ---- stage (padded tokens and channels get Δ = 0 and g = 0: they leave h and dh unchanged and add nothing)
 #pragma unroll
-    for (int k = 0; k < PT; ++k) {
-      const int tt = g + k * G;
-      float dt = 0.f, uv = 0.f, gv = 0.f, dzf = 0.f, dsig = 0.f, sp = 0.f;
-      if (ev && tt < nt) {
-        const float x = to_f(rd[k]) + bias, dov = to_f(rdo[k]);
+    for (int j = 0; j < IT; ++j) {
+      if (srow[j] >= kT) continue;
+      const int r = srow[j], c0 = (tid + j * T) % CG * VW;
+      const bool live = r < nt;
+      float dt[VW], dtu[VW], gv[VW];
+#pragma unroll
+      for (int v = 0; v < VW; ++v) {
+        // computed for every slot (no branches), then zeroed where masked
+        const bool ok = live && v < nv[j];
+        const float x = nd[j].get(v) + s_bias[c0 + v], scl = s_scl[c0 + v], dov = no[j].get(v);
         float sgx;
-        sp = softplus_series_f(x, &sgx);
-        dt = scale * sp;
-        uv = to_f(ru[k]);
-        dsig = scale * sgx;
+        const float spv = softplus_series_f(x, &sgx), uu = nu[j].get(v);
+        float gg = dov, dz = 0.f;
         if (has_z) {
-          const float zv = to_f(rz[k]), sz = sigmoid_fast_f(zv);
-          gv = dov * zv * sz;
-          dzf = dov * sz * (1.f + zv * (1.f - sz));
-        } else {
-          gv = dov;
+          const float zv = nz[j].get(v), sz = sigmoid_fast_f(zv);
+          gg = dov * zv * sz;
+          dz = dov * sz * (1.f + zv * (1.f - sz));
         }
+        const float uv = ok ? uu : 0.f, dsig = ok ? scl * sgx : 0.f, dzf = ok ? dz : 0.f, sp = ok ? spv : 0.f;
+        dt[v] = ok ? scl * spv : 0.f;
+        dtu[v] = dt[v] * uv;
+        gv[v] = ok ? gg : 0.f;
+        s_pv[r * PR + pad8(c0 + v)] = make_float4(uv, dsig, dzf, sp);
       }
-      const int o = tt * EC + el;
-      s_dt[o] = dt;
-      s_dtu[o] = dt * uv;
-      s_u[o] = uv;
-      s_g[o] = gv;
-      s_dzf[o] = dzf;
-      s_dsig[o] = dsig;
-      s_sp[o] = sp;
+#pragma unroll
+      for (int v = 0; v < VW; v += 2)
+        *reinterpret_cast<float4*>(s_dd + r * EC + c0 + v) = make_float4(dt[v], dtu[v], dt[v + 1], dtu[v + 1]);
+#pragma unroll
+      for (int v = 0; v < VW; v += 4) {
+        *reinterpret_cast<float4*>(s_dtu + r * EC + c0 + v) = make_float4(dtu[v], dtu[v + 1], dtu[v + 2], dtu[v + 3]);
+        *reinterpret_cast<float4*>(s_g + r * EC + c0 + v) = make_float4(gv[v], gv[v + 1], gv[v + 2], gv[v + 3]);
+      }
     }
 #pragma unroll
-    for (int j = 0; j < BCV; ++j) {
-      const int idx = tid + j * kThreads;
-      if (idx < kT * N) {
-        s_B[idx] = bc_row[j] < nt ? to_f(rb[j]) : 0.f;
-        s_C[idx] = bc_row[j] < nt ? to_f(rc[j]) : 0.f;
-      }
-    }
-    float st[kNSub][kNS];  // states at the starts of the sub-tiles
-    {
-      float4 h4 = make_float4(0.f, 0.f, 0.f, 0.f);
-      if (ev) h4 = *reinterpret_cast<const float4*>(args.ckpt + ((b * run.nchunks + c) * E + e) * N + n0);
-      st[0][0] = h4.x;
-      st[0][1] = h4.y;
-      st[0][2] = h4.z;
-      st[0][3] = h4.w;
+    for (int j = 0; j < BI; ++j) {
+      if (bc_row[j] >= kT) continue;
+      const int item = tid + j * T, half = item % kBCHalf, isC = item / kBCHalf;
+      float* dst = (isC ? s_C : s_B) + half * 8;
+      const bool live = bc_row[j] < nt;
+#pragma unroll
+      for (int q = 0; q < 2; ++q)
+        *reinterpret_cast<float4*>(dst + 4 * q) =
+            live ? make_float4(nbc[j].get(4 * q), nbc[j].get(4 * q + 1), nbc[j].get(4 * q + 2), nbc[j].get(4 * q + 3))
+                 : make_float4(0.f, 0.f, 0.f, 0.f);
     }
     __syncthreads();
-    if (c > c_first) {
-      retreat();
-      load_tile((c - 1) * kT);
-    }
+    if (c > c_first) load_tile(t0 - kT);
 
-    // ---- states at the sub-tile starts
+    // ---- states at the sub-tile starts, from the checkpoint
+    float st[kNSub][kNS];
+    st[0][0] = h_ck.x, st[0][1] = h_ck.y, st[0][2] = h_ck.z, st[0][3] = h_ck.w;
 #pragma unroll
     for (int j = 1; j < kNSub; ++j) {
 #pragma unroll
@@ -176,116 +303,162 @@ __global__ void __launch_bounds__(kThreads, kBwdCtasPerSm) s6_bwd_kernel(S6Input
 #pragma unroll
       for (int k = 0; k < kT2; ++k) {
         const int tt = (j - 1) * kT2 + k;
-        const float dt = s_dt[tt * EC + el], dtu = s_dtu[tt * EC + el];
+        const float2 dd = s_dd[tt * EC + el];
         const float4 B4 = *reinterpret_cast<const float4*>(s_B + tt * N + n0);
         const float Bv[kNS] = {B4.x, B4.y, B4.z, B4.w};
 #pragma unroll
-        for (int i = 0; i < kNS; ++i) st[j][i] = fmaf(fast_exp2(dt * A2[i]), st[j][i], dtu * Bv[i]);
+        for (int i = 0; i < kNS; ++i) st[j][i] = fmaf(fast_exp2(dd.x * A2[i]), st[j][i], dd.y * Bv[i]);
       }
     }
 
-    // ---- sub-tiles, last first
+    // ---- sub-tiles, last first; partials of the Σ_n sums alternate between two buffers (one barrier per sub-tile)
 #pragma unroll
     for (int j = kNSub - 1; j >= 0; --j) {
-      float av[kT2][kNS], ahv[kT2][kNS];  // a_t and a_t·h_{t-1}
+      const int buf = j & 1;
+      // forward: a_t, a_t·h_{t-1} in registers; h_t to s_hd for dC; y partials. Each token's operands are
+      // loaded before the previous token's stores (the compiler cannot move loads across those).
+      float av[kT2][kNS], ahv[kT2][kNS], dtk[kT2];
       {
         float h[kNS];
 #pragma unroll
         for (int i = 0; i < kNS; ++i) h[i] = st[j][i];
+        float2 dd_n = s_dd[j * kT2 * EC + el];
+        float4 B_n = *reinterpret_cast<const float4*>(s_B + j * kT2 * N + n0);
+        float4 C_n = *reinterpret_cast<const float4*>(s_C + j * kT2 * N + n0);
 #pragma unroll
         for (int k = 0; k < kT2; ++k) {
-          const int tt = j * kT2 + k;
-          const float dt = s_dt[tt * EC + el], dtu = s_dtu[tt * EC + el];
-          const float4 B4 = *reinterpret_cast<const float4*>(s_B + tt * N + n0);
-          const float4 C4 = *reinterpret_cast<const float4*>(s_C + tt * N + n0);
-          const float Bv[kNS] = {B4.x, B4.y, B4.z, B4.w}, Cv[kNS] = {C4.x, C4.y, C4.z, C4.w};
+          const float2 dd = dd_n;
+          const float Bv[kNS] = {B_n.x, B_n.y, B_n.z, B_n.w}, Cv[kNS] = {C_n.x, C_n.y, C_n.z, C_n.w};
+          if (k + 1 < kT2) {
+            const int tn = j * kT2 + k + 1;
+            dd_n = s_dd[tn * EC + el];
+            B_n = *reinterpret_cast<const float4*>(s_B + tn * N + n0);
+            C_n = *reinterpret_cast<const float4*>(s_C + tn * N + n0);
+          }
+          dtk[k] = dd.x;
           float y = 0.f;
 #pragma unroll
           for (int i = 0; i < kNS; ++i) {
-            av[k][i] = fast_exp2(dt * A2[i]);
+            av[k][i] = fast_exp2(dd.x * A2[i]);
             ahv[k][i] = av[k][i] * h[i];
-            h[i] = fmaf(dtu, Bv[i], ahv[k][i]);
+            h[i] = fmaf(dd.y, Bv[i], ahv[k][i]);
             y = fmaf(Cv[i], h[i], y);
-            s_h[(k * N + n0 + i) * HP + el] = h[i];
           }
-          s_y[(g * kT2 + k) * EC + el] = y;
+          s_hd[(kT2 + k) * TP + hslot] = make_float4(h[0], h[1], h[2], h[3]);
+          s_y[((buf * G + g) * kT2 + k) * EC + el] = y;
+        }
+      }
+      // backward: dh_t to s_hd for dB; dA; (Σ_n B dh, Σ_n A a h dh) partials
+      {
+        const int tl = j * kT2 + kT2 - 1;
+        float g_n = s_g[tl * EC + el];
+        float4 B_n = *reinterpret_cast<const float4*>(s_B + tl * N + n0);
+        float4 C_n = *reinterpret_cast<const float4*>(s_C + tl * N + n0);
+#pragma unroll
+        for (int k = kT2 - 1; k >= 0; --k) {
+          const float gt = g_n;
+          const float Bv[kNS] = {B_n.x, B_n.y, B_n.z, B_n.w}, Cv[kNS] = {C_n.x, C_n.y, C_n.z, C_n.w};
+          if (k > 0) {
+            const int tn = j * kT2 + k - 1;
+            g_n = s_g[tn * EC + el];
+            B_n = *reinterpret_cast<const float4*>(s_B + tn * N + n0);
+            C_n = *reinterpret_cast<const float4*>(s_C + tn * N + n0);
+          }
+          float dh[kNS], sB = 0.f, sA = 0.f;
+#pragma unroll
+          for (int i = 0; i < kNS; ++i) {
+            dh[i] = fmaf(Cv[i], gt, dhc[i]);
+            const float q = dh[i] * ahv[k][i];
+            dAf[i] = fmaf(q, dtk[k], dAf[i]);
+            sA = fmaf(q, A2[i], sA);
+            sB = fmaf(Bv[i], dh[i], sB);
+            dhc[i] = dh[i] * av[k][i];
+          }
+          s_hd[k * TP + hslot] = make_float4(dh[0], dh[1], dh[2], dh[3]);
+          s_sba[((buf * G + g) * kT2 + k) * EC + el] = make_float2(sB, sA);
+        }
+      }
+      warp_sync();
+
+      // dB[t, n] = Σ_e Δu·dh and dC[t, n] = Σ_e g·h over the warp's channels, one 16-byte atomic per output
+      float4 part[OPL];
+#pragma unroll
+      for (int m = 0; m < OPL; ++m) {
+        const float4* src = s_hd + cslot[m];
+        const float* vec = cvec[m] + j * kT2 * EC;
+        float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+        for (int q = 0; q < CPL; q += 4) {
+          const float4 v4 = *reinterpret_cast<const float4*>(vec + q);
+          const float vv[4] = {v4.x, v4.y, v4.z, v4.w};
+#pragma unroll
+          for (int i = 0; i < 4; ++i) {
+            const float4 hv = src[q + i];
+            acc.x = fmaf(hv.x, vv[i], acc.x);
+            acc.y = fmaf(hv.y, vv[i], acc.y);
+            acc.z = fmaf(hv.z, vv[i], acc.z);
+            acc.w = fmaf(hv.w, vv[i], acc.w);
+          }
+        }
+        part[m] = acc;
+      }
+      if constexpr (LPO > 1) {  // OPL == 1: sum the LPO lanes of the output through s_red
+        s_red[tid] = part[0];
+        warp_sync();
+        if (lane % LPO == 0) {
+#pragma unroll
+          for (int q = 1; q < LPO; ++q) {
+            const float4 p = s_red[tid + q];
+            part[0].x += p.x, part[0].y += p.y, part[0].z += p.z, part[0].w += p.w;
+          }
         }
       }
 #pragma unroll
-      for (int k = kT2 - 1; k >= 0; --k) {
-        const int tt = j * kT2 + k;
-        const float gt = s_g[tt * EC + el], dt = s_dt[tt * EC + el];
-        const float4 B4 = *reinterpret_cast<const float4*>(s_B + tt * N + n0);
-        const float4 C4 = *reinterpret_cast<const float4*>(s_C + tt * N + n0);
-        const float Bv[kNS] = {B4.x, B4.y, B4.z, B4.w}, Cv[kNS] = {C4.x, C4.y, C4.z, C4.w};
-        float sB = 0.f, sA = 0.f;
+      for (int m = 0; m < OPL; ++m)
+        if (lane % LPO == 0 && j * kT2 + ck[m] < nt) atomicAdd(reinterpret_cast<float4*>(cdst[m] + j * kT2 * N), part[m]);
+
+      // per (token, channel): operands first (after the barrier the next tile's staging may overwrite them)
+      float fdt[FM], fg[FM];
+      float4 fpv[FM];
 #pragma unroll
-        for (int i = 0; i < kNS; ++i) {
-          const float dh = fmaf(Cv[i], gt, dhc[i]);
-          const float q = dh * ahv[k][i];
-          dAf[i] = fmaf(q, dt, dAf[i]);
-          sA = fmaf(q, Av[i], sA);
-          sB = fmaf(Bv[i], dh, sB);
-          dhc[i] = dh * av[k][i];
-          s_dh[(k * N + n0 + i) * HP + el] = dh;
+      for (int m = 0; m < FM; ++m) {
+        const int kf = g + m * G, tf = j * kT2 + kf;
+        if (kf < kT2) {
+          fdt[m] = s_dd[tf * EC + el].x;
+          fg[m] = s_g[tf * EC + el];
+          fpv[m] = s_pv[tf * PR + pad8(el)];
         }
-        s_red[(g * kT2 + k) * EC + el] = make_float2(sB, sA);
       }
       __syncthreads();
-
-      // dB[t, n] = Σ_e dh·Δu and dC[t, n] = Σ_e h·g over the CTA's channels, for the sub-tile's tokens
-      constexpr int kItems = 2 * kT2 * N;
 #pragma unroll
-      for (int m = 0; m < (kItems + kThreads - 1) / kThreads; ++m) {
-        const int item = tid + m * kThreads;
-        if (item < kItems) {
-          const int which = item / (kT2 * N), r = item % (kT2 * N), k = r / N, n = r % N, tt = j * kT2 + k;
-          const float* row = (which ? s_h : s_dh) + (k * N + n) * HP;
-          const float* vec = (which ? s_g : s_dtu) + tt * EC;
-          float acc = 0.f;
+      for (int m = 0; m < FM; ++m) {
+        const int kf = g + m * G, tf = j * kT2 + kf;
+        if (kf < kT2 && ev && tf < nt) {
+          const int o0 = (buf * G * kT2 + kf) * EC + el;  // partial of group 0; group gg at + gg·kT2·EC
+          float yv = s_y[o0], SB = s_sba[o0].x, SA = s_sba[o0].y;
 #pragma unroll
-          for (int q = 0; q < EC; q += 4) {
-            const float4 rv = *reinterpret_cast<const float4*>(row + q);
-            const float4 vv = *reinterpret_cast<const float4*>(vec + q);
-            acc = fmaf(rv.x, vv.x, acc);
-            acc = fmaf(rv.y, vv.y, acc);
-            acc = fmaf(rv.z, vv.z, acc);
-            acc = fmaf(rv.w, vv.w, acc);
-          }
-          s_dBC[tt * 2 * N + which * N + n] = acc;
-        }
-      }
-      // per (token, channel): threads g, g + G, ... of the channel finish the sub-tile's tokens g, g + G, ...
-#pragma unroll
-      for (int m = 0; m < (kT2 + G - 1) / G; ++m) {
-        const int k = g + m * G, tt = j * kT2 + k;
-        if (k < kT2 && ev && tt < nt) {
-          float yv = 0.f, SB = 0.f, SA = 0.f;
-#pragma unroll
-          for (int gg = 0; gg < G; ++gg) {
-            yv += s_y[(gg * kT2 + k) * EC + el];
-            const float2 r = s_red[(gg * kT2 + k) * EC + el];
+          for (int gg = 1; gg < G; ++gg) {
+            const float2 r = s_sba[o0 + gg * kT2 * EC];
+            yv += s_y[o0 + gg * kT2 * EC];
             SB += r.x;
             SA += r.y;
           }
-          const int o = tt * EC + el;
-          const float uv = s_u[o], gv = s_g[o], dt = s_dt[o];
+          const float uv = fpv[m].x, dsig = fpv[m].y, dzf = fpv[m].z, sp = fpv[m].w, gv = fg[m];
           yv = fmaf(Dv, uv, yv);
-          const float ddt = fmaf(uv, SB, SA);
-          const float ddr = ddt * s_dsig[o];
-          const int64_t t = t0 + tt;
-          store_f(du, t * args.du_sl + e, fmaf(Dv, gv, dt * SB));
-          store_f(dd, t * args.ddelta_sl + e, ddr);
-          if (has_z) store_f(dzp, t * args.dz_sl + e, yv * s_dzf[o]);
+          const float ddt = fmaf(uv, SB, SA * kLn2);
+          const float ddr = ddt * dsig;
+          store_one(du_f + m * G * args.du_sl, fmaf(Dv, gv, fdt[m] * SB));
+          store_one(dd_f + m * G * args.ddelta_sl, ddr);
+          if (has_z) store_one(dz_f + m * G * dz_sl, yv * dzf);
           dD_f = fmaf(gv, uv, dD_f);
           dbias_f += ddr;
-          ds_f = fmaf(ddt, s_sp[o], ds_f);
+          ds_f = fmaf(ddt, sp, ds_f);
         }
       }
-      __syncthreads();
+      du_f -= kT2 * args.du_sl, dd_f -= kT2 * args.ddelta_sl, dz_f -= kT2 * dz_sl;
     }
 
-    // ---- per tile: fp32 partial sums into fp64, dB / dC into global memory
+    // ---- per tile: fp32 partial sums into fp64
 #pragma unroll
     for (int i = 0; i < kNS; ++i) {
       dA_acc[i] += dAf[i];
@@ -295,23 +468,8 @@ __global__ void __launch_bounds__(kThreads, kBwdCtasPerSm) s6_bwd_kernel(S6Input
     dbias_acc += dbias_f;
     ds_acc += ds_f;
     dD_f = dbias_f = ds_f = 0.f;
-    constexpr int kVecs = kT * 2 * N / 4;
 #pragma unroll
-    for (int m = 0; m < (kVecs + kThreads - 1) / kThreads; ++m) {
-      const int v = tid + m * kThreads;
-      if (v < kVecs) {
-        const int tt = v / (2 * N / 4), q = (v % (2 * N / 4)) * 4;
-        if (tt < nt) {
-          const float4 val = *reinterpret_cast<const float4*>(s_dBC + tt * 2 * N + q);
-          float* dst = (q < N ? args.dB + q : args.dC + (q - N)) + (b * L + t0 + tt) * N;
-#if defined(MX_CPU_EMU) || (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900)
-          atomicAdd(reinterpret_cast<float4*>(dst), val);  // one 16-byte atomic (sm_90)
-#else
-          atomicAdd(dst, val.x), atomicAdd(dst + 1, val.y), atomicAdd(dst + 2, val.z), atomicAdd(dst + 3, val.w);
-#endif
-        }
-      }
-    }
+    for (int m = 0; m < OPL; ++m) cdst[m] -= kT * N;
   }
 
   if (ev) {
@@ -440,12 +598,7 @@ __global__ void s6_bwd_combine_kernel(const float* A, const float* dhT, const fl
   }
 }
 
-template <typename IO, int N>
-size_t bwd_smem_bytes() {
-  using Cf = Cfg<N>;
-  return sizeof(float) * size_t(7 * kT * Cf::EC + 2 * kT * N + 2 * kT2 * N * Cf::HP + 3 * Cf::G * kT2 * Cf::EC +
-                                2 * kT * N);
-}
+inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 template <typename IO, int N>
 cudaError_t launch_bwd(const S6Inputs& in, const S6BwdArgs& args, void* workspace, cudaStream_t stream) {
@@ -465,7 +618,16 @@ cudaError_t launch_bwd(const S6Inputs& in, const S6BwdArgs& args, void* workspac
   zero(args.ddt_scale, sizeof(double) * in.dim);
   if (err != cudaSuccess) return err;
 
+  // Vector loads: 16-byte aligned rows and channel groups (a group of VW elements spans 16 or 32 bytes).
+  constexpr int64_t kVecElems = 16 / int64_t(sizeof(IO));
+  auto rows_ok = [&](const void* p, int64_t sb, int64_t sl) {
+    return p == nullptr || (aligned16(p) && sb % kVecElems == 0 && sl % kVecElems == 0);
+  };
   BwdRun run;
+  run.vec = (BwdCfg<N>::VW * int64_t(sizeof(IO))) % 16 == 0 && rows_ok(in.u, in.u_sb, in.u_sl) &&
+            rows_ok(in.delta, in.delta_sb, in.delta_sl) && rows_ok(in.z, in.z_sb, in.z_sl) &&
+            rows_ok(args.dout, args.dout_sb, args.dout_sl);
+  run.bc_vec = rows_ok(in.B, in.B_sb, in.B_sl) && rows_ok(in.C, in.C_sb, in.C_sl);
   run.nchunks = s6_num_chunks(in.len);
   run.seg_len = plan.seg_len;
   run.S = plan.S;
@@ -494,7 +656,7 @@ cudaError_t launch_bwd(const S6Inputs& in, const S6BwdArgs& args, void* workspac
     run.di_sb = EN;
   }
   auto k_main = s6_bwd_kernel<IO, N>;
-  const size_t smem = bwd_smem_bytes<IO, N>();
+  const size_t smem = BwdCfg<N>::smem_bytes();
   err = cudaFuncSetAttribute(k_main, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
   if (err != cudaSuccess) return err;
   MX_LAUNCH(k_main, dim3(unsigned(nblk), unsigned(in.batch), unsigned(plan.S)), dim3(kThreads), smem, stream, in,

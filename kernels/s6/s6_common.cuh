@@ -41,7 +41,6 @@ struct Cfg {
   static constexpr int EC = kThreads / G;                        // channels per CTA
   static constexpr int PT = kT / G;                              // (token, channel) pairs per thread per tile
   static constexpr int BCV = (kT * N + kThreads - 1) / kThreads;  // B (and C) values per thread per tile
-  static constexpr int HP = EC + 4;                              // padded row of the backward's h / dh tiles
 };
 
 // How the time axis is split: S segments of seg_len tokens (a multiple of kT).
