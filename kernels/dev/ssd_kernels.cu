@@ -1,13 +1,13 @@
 // Standalone test + benchmark of the Mamba2 SSD kernels (kernels/ssd), built by nvcc alone (no LibTorch):
 //   nvcc -std=c++17 -O3 -arch=sm_90 --expt-relaxed-constexpr -I kernels kernels/dev/ssd_kernels.cu \
 //        kernels/ssd/ssd_fwd.cu kernels/ssd/ssd_bwd.cu -o ssd_kernels
-//   ./ssd_kernels [--test] [--quick] [--bench] [--profile] [--out DIR] [--seed S]
+//   ./ssd_kernels [--test] [--quick] [--bench] [--len L] [--profile] [--out DIR] [--seed S]
 // --test runs the forward and the backward against the float64 sequential reference (kernels/ssd/ssd_ref.h) on
 // random inputs (rounded to the io type first) over lengths, n_groups, d_state, Δ scale modes, clamps, initial
 // and final states, strided (model-layout) inputs; --quick keeps small shapes (for the CPU emulator:
 // g++ -std=c++20 -O1 -DMX_CPU_EMU -I kernels -x c++ ... -lpthread). --bench times forward and forward+backward at
 // H = 80, P = 64, N = 128, batch 1, bf16 for L = 65536, 131072, 524288 with a per-kernel breakdown at 65536 and
-// the memory each needs. Writes DIR/ssd_kernels.json; exit status 1 when a check fails.
+// the memory each needs (--len L: that length only). Writes DIR/ssd_kernels.json; exit status 1 when a check fails.
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -409,6 +409,7 @@ std::string bench_one(int64_t L, bool breakdown, Rng& rng, bool profile_only = f
 
 int main(int argc, char** argv) {
   bool test = false, quick = false, bench = false, profile = false;
+  std::vector<int64_t> bench_lens = {65536, 131072, 524288};
   std::string out = ".";
   uint64_t seed = 1234;
   for (int i = 1; i < argc; ++i) {
@@ -419,8 +420,9 @@ int main(int argc, char** argv) {
     else if (s == "--profile") profile = true;
     else if (s == "--out" && i + 1 < argc) out = argv[++i];
     else if (s == "--seed" && i + 1 < argc) seed = std::stoull(argv[++i]);
+    else if (s == "--len" && i + 1 < argc) bench_lens = {std::stoll(argv[++i])};
     else {
-      std::fprintf(stderr, "usage: %s [--test] [--quick] [--bench] [--profile] [--out DIR] [--seed S]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--test] [--quick] [--bench] [--len L] [--profile] [--out DIR] [--seed S]\n", argv[0]);
       return 2;
     }
   }
@@ -437,7 +439,7 @@ int main(int argc, char** argv) {
     for (const Case& c : cases(quick)) results.push_back(run_case(c, rng));
 #ifndef MX_CPU_EMU
   if (bench)
-    for (int64_t L : {65536, 131072, 524288}) benches.push_back(bench_one(L, L == 65536, rng));
+    for (int64_t L : bench_lens) benches.push_back(bench_one(L, L == 65536, rng));
 #endif
   std::ofstream f(out + "/ssd_kernels.json");
   f << "{\"tests\": " << json_array(results) << ",\n\"bench\": " << json_array(benches)

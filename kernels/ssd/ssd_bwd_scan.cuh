@@ -105,7 +105,7 @@ __global__ void __launch_bounds__(256, 2) chunk_scan_bwd_async_kernel(SsdArgs a,
       if (i >= t0 && i < t0 + 64) rowf[i] = dexp2(scs[i], scl[i], scs[t0], scl[t0]);
     }
     copy_async(Af, kLM, cbg + t0 * kQ, kQ, 64, t0 + 64, 64);
-    copy_async(Yb, LD, dyg + t0 * gr.dy_sl, gr.dy_sl, 64, kP, rv - t0);
+    copy_tile_async<kP, 256>(Yb, LD, dyg + t0 * gr.dy_sl, gr.dy_sl, 64, rv - t0);
     cp_async_commit();
     cp_async_wait_all();
     __syncthreads();

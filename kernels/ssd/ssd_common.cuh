@@ -57,6 +57,15 @@ inline void wsync() { g_bars[threadIdx.x >> 5].b.arrive_and_wait(); }
 }  // namespace emu
 #endif
 
+// Orders shared-memory accesses among the lanes of a warp.
+MX_DEV void warp_sync() {
+#ifdef MX_CPU_EMU
+  emu::wsync();
+#else
+  __syncwarp();
+#endif
+}
+
 MX_DEV float shfl_xor(float v, int mask) {
 #ifdef MX_CPU_EMU
   const int w = warp_id(), l = lane_id();
@@ -245,6 +254,33 @@ MX_DEV void cp_async_wait_all() {
   asm volatile("cp.async.wait_group 0;\n" ::);
 #endif
 }
+template <int K>
+MX_DEV void cp_async_wait() {  // all but the K most recent groups complete
+#ifndef MX_CPU_EMU
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(K));
+#endif
+}
+
+// A CTA's phases 0 .. P-1 through a kStages-buffer cp.async pipeline: issue(p, s) starts the copies of phase p into
+// buffer s; compute(p, s) consumes them. The copies of the next kStages − 1 phases are in flight while phase p
+// computes (one commit group per phase, empty ones past the end keep the group count uniform).
+template <int kStages, class Issue, class Compute>
+MX_DEV void cp_async_pipeline(int P, Issue&& issue, Compute&& compute) {
+#pragma unroll
+  for (int p = 0; p < kStages - 1; ++p) {
+    if (p < P) issue(p, p);
+    cp_async_commit();
+  }
+  for (int p = 0; p < P; ++p) {
+    const int next = p + kStages - 1;
+    if (next < P) issue(next, next % kStages);
+    cp_async_commit();
+    cp_async_wait<kStages - 1>();
+    __syncthreads();
+    compute(p, p % kStages);
+    __syncthreads();
+  }
+}
 
 // Raw asynchronous copy of an R × C tile (C · sizeof(S) a multiple of 16 bytes) of a global row-major source
 // into dst[r][c] (row stride ldd, same element type); rows r >= rvalid are zero-filled (not read).
@@ -257,6 +293,21 @@ MX_DEV void copy_async(S* dst, int ldd, const S* src, int64_t lds, int R, int C,
     const bool ok = r < rvalid;
     cp_async16(dst + r * ldd + c, src + (ok ? int64_t(r) * lds + c : 0), ok);
   }
+}
+
+// The same for a tile of C columns (compile time) copied by the NT threads of the CTA: thread i copies the 16-byte
+// column vector i % CV of rows i / CV, i / CV + NT / CV, ... (CV vectors per row), with one pointer step per row
+// instead of an index division and a 64-bit product per vector.
+template <int C, int NT, typename S>
+MX_DEV void copy_tile_async(S* dst, int ldd, const S* src, int64_t lds, int R, int rvalid) {
+  constexpr int E = 16 / int(sizeof(S)), CV = C / E, RP = NT / CV;
+  static_assert(C % E == 0 && NT % CV == 0, "rows of whole 16-byte vectors, whole rows per pass");
+  const int c = (int(threadIdx.x) % CV) * E;
+  int r = int(threadIdx.x) / CV;
+  S* d = dst + r * ldd + c;
+  const S* s = src + int64_t(r) * lds + c;
+  const int64_t step = int64_t(RP) * lds;
+  for (; r < R; r += RP, d += RP * ldd, s += step) cp_async16(d, r < rvalid ? s : src, r < rvalid);
 }
 
 // b-fragment pair (rows k, k+1 of column n) of a bf16 product operand kept as fp32 in shared memory, stored

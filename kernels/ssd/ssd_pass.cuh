@@ -170,21 +170,29 @@ __global__ void __launch_bounds__(256, 2) chunk_state_kernel(StateSrc s, Dims d,
   store_acc(o, N, 16 * rb, half * (N / 2), acc, 64);
 }
 
-// bf16 chunk states with asynchronous copies: per half chunk (128 tokens) the raw u and v tiles arrive in one
-// round trip (cp.async), and w_s is applied to the A fragments (uᵀ, read transposed) in registers, with the same
-// single rounding to bf16 as chunk_state_kernel. Smem 53 KB (N = 128) / 86 KB (N = 256).
+// bf16 chunk states, pipelined: the raw u and v tiles of each block of 64 tokens go through a cp.async pipeline of
+// state_stages<N>() buffers (the next blocks' copies in flight while one computes), and w_s is applied to the A
+// fragments (uᵀ, read transposed) in registers, with the same single rounding to bf16 as chunk_state_kernel.
+// Smem 80 KB (N = 128, 3 buffers) / 86 KB (N = 256, 2 buffers).
+template <int N>
+constexpr int state_stages() {
+  return N <= 128 ? 3 : 2;
+}
+template <int N>
+constexpr size_t chunk_state_buf() {
+  return size_t(64) * (72 + N + 8) * sizeof(bf16);
+}
 template <int N>
 constexpr size_t chunk_state_async_smem() {
-  return size_t(128) * (72 + N + 8) * sizeof(bf16) + kQ * sizeof(float);
+  return state_stages<N>() * chunk_state_buf<N>() + kQ * sizeof(float);
 }
 
 template <int N, bool kRev>
 __global__ void __launch_bounds__(256, 2) chunk_state_async_kernel(StateSrc s, Dims d, const float* dtv,
                                                                    const float* cs2, const float* csl, float* out) {
   constexpr int LA = 72, LB = N + 8, NI = N / 16;
-  bf16* Xb = reinterpret_cast<bf16*>(dynamic_smem());  // u [s][p]
-  bf16* Bb = Xb + 128 * LA;                             // v [s][n]
-  float* wr = reinterpret_cast<float*>(Bb + 128 * LB);
+  unsigned char* bufs = dynamic_smem();  // per buffer: u [s][p] (64 × LA), then v [s][n] (64 × LB)
+  float* wr = reinterpret_cast<float*>(bufs + state_stages<N>() * chunk_state_buf<N>());
   const int64_t c = grid_chunk(d), h = grid_head(d), b = blockIdx.z, g = h / d.hpg;
   const int64_t base = (b * d.H + h) * d.Lp + c * kQ;
   const float ceh = cs2[base + kQ - 1], cel = csl[base + kQ - 1];
@@ -197,18 +205,20 @@ __global__ void __launch_bounds__(256, 2) chunk_state_async_kernel(StateSrc s, D
   zero_acc(acc);
   const bf16* u0 = static_cast<const bf16*>(s.u) + b * s.u_sb + h * s.u_sh + c * kQ * s.u_sl;
   const bf16* v0 = static_cast<const bf16*>(s.v) + b * s.v_sb + g * s.v_sg + c * kQ * s.v_sl;
-  const bf16* pa = Xb + ((mi >> 1) * 8 + r) * LA + 16 * rb + (mi & 1) * 8;       // Aᵀ: rows s, columns p
-  const bf16* pb = Bb + ((mi & 1) * 8 + r) * LB + half * (N / 2) + (mi >> 1) * 8;  // B: rows s, columns n
-  for (int hb = 0; hb < 2 && 128 * hb < rv; ++hb) {
-    copy_async(Xb, LA, u0 + 128 * hb * s.u_sl, s.u_sl, 128, 64, rv - 128 * hb);
-    copy_async(Bb, LB, v0 + 128 * hb * s.v_sl, s.v_sl, 128, N, rv - 128 * hb);
-    cp_async_commit();
-    cp_async_wait_all();
-    __syncthreads();
-    for (int ks = 0; ks < 8; ++ks) {
+  const int pa = ((mi >> 1) * 8 + r) * LA + 16 * rb + (mi & 1) * 8;                  // Aᵀ: rows s, columns p
+  const int pb = 64 * LA + ((mi & 1) * 8 + r) * LB + half * (N / 2) + (mi >> 1) * 8;  // B: rows s, columns n
+  auto issue = [&](int sb, int buf) {
+    bf16* Xb = reinterpret_cast<bf16*>(bufs + buf * chunk_state_buf<N>());
+    copy_tile_async<64, 256>(Xb, LA, u0 + 64 * sb * s.u_sl, s.u_sl, 64, rv - 64 * sb);
+    copy_tile_async<N, 256>(Xb + 64 * LA, LB, v0 + 64 * sb * s.v_sl, s.v_sl, 64, rv - 64 * sb);
+  };
+  auto compute = [&](int sb, int buf) {
+    const bf16* Xb = reinterpret_cast<const bf16*>(bufs + buf * chunk_state_buf<N>());
+#pragma unroll
+    for (int ks = 0; ks < 4; ++ks) {
       uint32_t a[4];
-      ldsm_x4<true>(a, pa + ks * 16 * LA);
-      const float* wk = wr + 128 * hb + 16 * ks + 2 * q;
+      ldsm_x4<true>(a, Xb + pa + ks * 16 * LA);
+      const float* wk = wr + 64 * sb + 16 * ks + 2 * q;
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const float* wi = wk + (i >> 1) * 8;
@@ -217,14 +227,14 @@ __global__ void __launch_bounds__(256, 2) chunk_state_async_kernel(StateSrc s, D
 #pragma unroll
       for (int j = 0; j < NI; j += 2) {
         uint32_t bb[4];
-        ldsm_x4<true>(bb, pb + ks * 16 * LB + (j / 2) * 16);
+        ldsm_x4<true>(bb, Xb + pb + ks * 16 * LB + (j / 2) * 16);
         const uint32_t b0[2] = {bb[0], bb[1]}, b1[2] = {bb[2], bb[3]};
         mma_bf16(acc[j], a, b0);
         mma_bf16(acc[j + 1], a, b1);
       }
     }
-    __syncthreads();
-  }
+  };
+  cp_async_pipeline<state_stages<N>()>((rv + 63) / 64, issue, compute);
   float* o = out + ((b * d.nc + c) * d.H + h) * int64_t(kP) * N;
   store_acc(o, N, 16 * rb, half * (N / 2), acc, 64);
 }
@@ -254,8 +264,8 @@ template <int N>
 MX_DEV void cs_term_async(float (&acc)[2][8][4], const int (&rbs)[2], const bf16* A, int64_t lda, int rv,
                           const float* S, bf16* Ab, float* Sf) {
   for (int nb = 0; nb < N; nb += 64) {
-    copy_async(Ab, 72, A + nb, lda, kQ, 64, rv);
-    copy_async(Sf, 72, S + nb, N, kP, 64, kP);
+    copy_tile_async<64, 256>(Ab, 72, A + nb, lda, kQ, rv);
+    copy_tile_async<64, 256>(Sf, 72, S + nb, N, kP, kP);
     cp_async_commit();
     cp_async_wait_all();
     __syncthreads();
