@@ -173,52 +173,60 @@ __global__ void __launch_bounds__(256, 2) chunk_state_kernel(StateSrc s, Dims d,
 // bf16 chunk states, pipelined: the raw u and v tiles of each block of 64 tokens go through a cp.async pipeline of
 // state_stages<N>() buffers (the next blocks' copies in flight while one computes), and w_s is applied to the A
 // fragments (uᵀ, read transposed) in registers, with the same single rounding to bf16 as chunk_state_kernel.
-// Smem 80 KB (N = 128, 3 buffers) / 86 KB (N = 256, 2 buffers).
+// A CTA serves HPC heads of one group (2 for N <= 128 when the group's head count is even, else 1), which share
+// the v tile: it is read from L2 once per HPC heads (the kernel is bound by L2 traffic: 0.73 ms at 64k with one
+// head per CTA). HPC = 1: warp w owns rows p = 16·(w%4).. and the columns n of half w/4; HPC = 2: head w/4, rows
+// 16·(w%4).., all N columns. Smem 108 KB (N = 128, HPC = 2, 3 buffers) / 86 KB (N = 256, 2 buffers).
 template <int N>
 constexpr int state_stages() {
   return N <= 128 ? 3 : 2;
 }
-template <int N>
+template <int N, int HPC>
 constexpr size_t chunk_state_buf() {
-  return size_t(64) * (72 + N + 8) * sizeof(bf16);
+  return size_t(64) * (72 * HPC + N + 8) * sizeof(bf16);
 }
-template <int N>
+template <int N, int HPC>
 constexpr size_t chunk_state_async_smem() {
-  return state_stages<N>() * chunk_state_buf<N>() + kQ * sizeof(float);
+  return state_stages<N>() * chunk_state_buf<N, HPC>() + HPC * kQ * sizeof(float);
 }
 
-template <int N, bool kRev>
+template <int N, int HPC, bool kRev>
 __global__ void __launch_bounds__(256, 2) chunk_state_async_kernel(StateSrc s, Dims d, const float* dtv,
                                                                    const float* cs2, const float* csl, float* out) {
-  constexpr int LA = 72, LB = N + 8, NI = N / 16;
-  unsigned char* bufs = dynamic_smem();  // per buffer: u [s][p] (64 × LA), then v [s][n] (64 × LB)
-  float* wr = reinterpret_cast<float*>(bufs + state_stages<N>() * chunk_state_buf<N>());
-  const int64_t c = grid_chunk(d), h = grid_head(d), b = blockIdx.z, g = h / d.hpg;
-  const int64_t base = (b * d.H + h) * d.Lp + c * kQ;
-  const float ceh = cs2[base + kQ - 1], cel = csl[base + kQ - 1];
-  for (int t = int(threadIdx.x); t < kQ; t += int(blockDim.x))
-    wr[t] = kRev ? fast_exp2(cs2[base + t] + csl[base + t])
-                 : dexp2(ceh, cel, cs2[base + t], csl[base + t]) * dtv[base + t];
+  constexpr int LA = 72, LB = N + 8, NW = N * HPC / 2, NI = NW / 8;  // NW: columns n of a warp
+  unsigned char* bufs = dynamic_smem();  // per buffer: u of each head [s][p] (64 × LA each), then v [s][n] (64 × LB)
+  float* wr = reinterpret_cast<float*>(bufs + state_stages<N>() * chunk_state_buf<N, HPC>());  // (HPC, kQ)
+  const int64_t hq = d.H / HPC, c = int64_t(blockIdx.x) / hq, h0 = int64_t(blockIdx.x) % hq * HPC, b = blockIdx.z;
+  const int64_t g = h0 / d.hpg;
+  for (int i = int(threadIdx.x); i < HPC * kQ; i += int(blockDim.x)) {
+    const int t = i % kQ;
+    const int64_t base = (b * d.H + h0 + i / kQ) * d.Lp + c * kQ;
+    wr[i] = kRev ? fast_exp2(cs2[base + t] + csl[base + t])
+                 : dexp2(cs2[base + kQ - 1], csl[base + kQ - 1], cs2[base + t], csl[base + t]) * dtv[base + t];
+  }
   const int rv = int(std::min<int64_t>(kQ, d.L - c * kQ));
-  const int w = warp_id(), rb = w & 3, half = w >> 2, l = lane_id(), q = l & 3, mi = l >> 3, r = l & 7;
+  const int w = warp_id(), rb = w & 3, hk = HPC == 2 ? w >> 2 : 0, n0 = HPC == 2 ? 0 : (w >> 2) * (N / 2);
+  const int l = lane_id(), q = l & 3, mi = l >> 3, r = l & 7;
   float acc[NI][4];
   zero_acc(acc);
-  const bf16* u0 = static_cast<const bf16*>(s.u) + b * s.u_sb + h * s.u_sh + c * kQ * s.u_sl;
+  const bf16* u0 = static_cast<const bf16*>(s.u) + b * s.u_sb + h0 * s.u_sh + c * kQ * s.u_sl;
   const bf16* v0 = static_cast<const bf16*>(s.v) + b * s.v_sb + g * s.v_sg + c * kQ * s.v_sl;
-  const int pa = ((mi >> 1) * 8 + r) * LA + 16 * rb + (mi & 1) * 8;                  // Aᵀ: rows s, columns p
-  const int pb = 64 * LA + ((mi & 1) * 8 + r) * LB + half * (N / 2) + (mi >> 1) * 8;  // B: rows s, columns n
+  const int pa = hk * 64 * LA + ((mi >> 1) * 8 + r) * LA + 16 * rb + (mi & 1) * 8;   // Aᵀ: rows s, columns p
+  const int pb = HPC * 64 * LA + ((mi & 1) * 8 + r) * LB + n0 + (mi >> 1) * 8;      // B: rows s, columns n
   auto issue = [&](int sb, int buf) {
-    bf16* Xb = reinterpret_cast<bf16*>(bufs + buf * chunk_state_buf<N>());
-    copy_tile_async<64, 256>(Xb, LA, u0 + 64 * sb * s.u_sl, s.u_sl, 64, rv - 64 * sb);
-    copy_tile_async<N, 256>(Xb + 64 * LA, LB, v0 + 64 * sb * s.v_sl, s.v_sl, 64, rv - 64 * sb);
+    bf16* Xb = reinterpret_cast<bf16*>(bufs + buf * chunk_state_buf<N, HPC>());
+#pragma unroll
+    for (int k = 0; k < HPC; ++k)
+      copy_tile_async<64, 256>(Xb + k * 64 * LA, LA, u0 + k * s.u_sh + 64 * sb * s.u_sl, s.u_sl, 64, rv - 64 * sb);
+    copy_tile_async<N, 256>(Xb + HPC * 64 * LA, LB, v0 + 64 * sb * s.v_sl, s.v_sl, 64, rv - 64 * sb);
   };
   auto compute = [&](int sb, int buf) {
-    const bf16* Xb = reinterpret_cast<const bf16*>(bufs + buf * chunk_state_buf<N>());
+    const bf16* Xb = reinterpret_cast<const bf16*>(bufs + buf * chunk_state_buf<N, HPC>());
 #pragma unroll
     for (int ks = 0; ks < 4; ++ks) {
       uint32_t a[4];
       ldsm_x4<true>(a, Xb + pa + ks * 16 * LA);
-      const float* wk = wr + 64 * sb + 16 * ks + 2 * q;
+      const float* wk = wr + hk * kQ + 64 * sb + 16 * ks + 2 * q;
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const float* wi = wk + (i >> 1) * 8;
@@ -235,8 +243,8 @@ __global__ void __launch_bounds__(256, 2) chunk_state_async_kernel(StateSrc s, D
     }
   };
   cp_async_pipeline<state_stages<N>()>((rv + 63) / 64, issue, compute);
-  float* o = out + ((b * d.nc + c) * d.H + h) * int64_t(kP) * N;
-  store_acc(o, N, 16 * rb, half * (N / 2), acc, 64);
+  float* o = out + ((b * d.nc + c) * d.H + h0 + hk) * int64_t(kP) * N;
+  store_acc(o, N, 16 * rb, n0, acc, 64);
 }
 
 // acc (16 × 8·NI) += A · B with A bf16 in shared memory [m][k] (lda) and B(k, n) = Bf[n·ldb + k] fp32 in shared
@@ -354,8 +362,18 @@ cudaError_t launch_chunk_state(const StateSrc& src, const Dims& d, const FwdWs& 
   const dim3 grid = chunk_head_grid(d);
   cudaError_t err = cudaSuccess;
   if constexpr (std::is_same_v<T, bf16>) {
-    auto k = chunk_state_async_kernel<N, kRev>;
-    const size_t sm = chunk_state_async_smem<N>();
+    if constexpr (N <= 128) {
+      if (d.hpg % 2 == 0) {  // two heads of a group per CTA
+        auto k = chunk_state_async_kernel<N, 2, kRev>;
+        const size_t sm = chunk_state_async_smem<N, 2>();
+        if ((err = set_smem(k, sm)) != cudaSuccess) return err;
+        MX_LAUNCH(k, dim3(unsigned(d.nc * d.H / 2), 1u, unsigned(d.B)), dim3(256), sm, st, src, d, w.dtv, w.cs2,
+                  w.csl, out);
+        return cudaGetLastError();
+      }
+    }
+    auto k = chunk_state_async_kernel<N, 1, kRev>;
+    const size_t sm = chunk_state_async_smem<N, 1>();
     if ((err = set_smem(k, sm)) != cudaSuccess) return err;
     MX_LAUNCH(k, grid, dim3(256), sm, st, src, d, w.dtv, w.cs2, w.csl, out);
   } else {
