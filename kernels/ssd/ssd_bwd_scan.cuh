@@ -1,18 +1,44 @@
-// bf16 backward chunk scan with asynchronous copies (included by ssd_bwd.cu; same math, layout and outputs as
-// chunk_scan_bwd_kernel there): dx and the per-chunk ∂L/∂cs and direct ∂L/∂Δ terms (slots 12, 13) of one
-// (chunk, head). Each of its 8 phases (B·G_cᵀ and C·S_inᵀ over 2 blocks of N each, Mᵀ·dy over 4 target blocks)
-// takes one round trip of cp.async. In the Mᵀ·dy phase the raw fp32 CB rows of the target block are read
-// transposed and decayed while the A fragments are formed (left of the diagonal block the decay factors through
-// the block start). Smem ≈ 101 KB.
+// bf16 backward chunk scan (included by ssd_bwd.cu; same math and outputs as chunk_scan_bwd_kernel there): dx and
+// the per-chunk ∂L/∂cs and direct ∂L/∂Δ terms (slots 12, 13) of one (chunk, head), on warp-private cp.async streams
+// as the forward's chunk_scan_warp_kernel (ssd_fwd.cu). Warp w owns the 16-row blocks w and 15 − w of the 256 × 64
+// tile (rows = source positions s). The operands shared by all warps are loaded once: the dy tile (B operand of
+// (b), and dy for the dot products and D·dy) and S_in, then G_c, rounded to bf16 (B operands of (c) and (a)); each
+// warp streams the rows it alone uses (C rows, B rows, CB column strips) one k16 step at a time through
+// scan_bwd_steps<N>() private buffers, synchronised with __syncwarp only, so that no warp waits for another's share
+// of a phase. Two phases, each balanced over the warps, with one CTA barrier between them (G_c replaces S_in):
+//   1. per row block, (c): ∂L/∂cs_t += exp(cs_t)·dy_t·(C_t·S_inᵀ)                                      (slot 12)
+//   2. per row block, (a): B_s·G_cᵀ, dW_s = x_s·(B_s·G_cᵀ): ∂L/∂cs_s −= dW_s·W_s, ∂L/∂Δ_s = dW_s·exp(cs_end − cs_s)
+//      (slot 13); then (b) Σ_{t>=s} M_ts·dy_t by target blocks of 16 tokens t, the diagonal block last, where the
+//      A operand A(s, t) = M_ts is read transposed from the raw fp32 CB rows t; dx = W_s·(B_s·G_cᵀ) + (b) + D·dy.
+// In phase 2 the decay is factored through the row block's end e = r0 + 16 (kQ − 1 for the last row block; every
+// factor <= 1): for s < e <= t, exp(cs_t − cs_s) = exp(cs_t − cs_e)·exp(cs_e − cs_s) and W_s = exp(cs_end − cs_e)·
+// exp(cs_e − cs_s)·Δ_s, so the warp accumulates
+//   exp(cs_end − cs_e)·B_s·G_cᵀ + Σ_{t >= e} CB_ts·exp(cs_t − cs_e)·dy_t,
+// multiplies its rows by exp(cs_e − cs_s)·Δ_s and adds the diagonal block with the exact exp(cs_t − cs_s)·Δ_s. Off
+// the diagonal an A-fragment element costs one multiply by exp(cs_t − cs_e) = rowf_t·exp(cs_t0 − cs_e) (t0 the
+// start of t's 16-token block); the fp32 CB values are rounded to bf16 once.
+// Smem 91 / 99 / 105 KB for N = 64 / 128 / 256 (4, 4, 3 step buffers per warp).
 #pragma once
 #include "ssd/ssd_pass.cuh"
 
 namespace mx::kern::ssd {
 namespace {
 
-constexpr int kLM = 260;  // row stride (floats) of the raw CB rows in phase (b): ≡ 4 mod 32 for the column reads
-constexpr size_t kScanBwdAsyncSmem =
-    size_t(kQ) * 72 * sizeof(float) + size_t(64) * 72 * sizeof(float) + (9 * kQ + 8) * sizeof(float);
+template <int N>
+constexpr int scan_bwd_steps() {
+  return N <= 128 ? 4 : 3;
+}
+constexpr int kLY = 72;         // dy tile row stride (bf16)
+constexpr int kRowStepLd = 24;  // C / B step tile (bf16, 16 rows × 16 columns n) row stride
+constexpr int kCbStepLd = 20;   // CB step tile (fp32, 16 rows t × 16 columns s) row stride: ≡ 20 mod 32, so that
+                                // the transposed fragment reads (rows 2q, columns g) hit distinct banks
+constexpr size_t kBwdStepBytes = size_t(16) * kCbStepLd * sizeof(float);
+static_assert(size_t(16) * kRowStepLd * sizeof(bf16) <= kBwdStepBytes, "a step buffer holds either tile");
+template <int N>
+constexpr size_t scan_bwd_async_smem() {
+  return size_t(kQ) * kLY * 2 + size_t(kP) * (N + 8) * 2 + 8 * scan_bwd_steps<N>() * kBwdStepBytes +
+         size_t(kQ) * (sizeof(float2) + 4 * sizeof(float)) + 8 * sizeof(float);
+}
 
 template <int N>
 __global__ void __launch_bounds__(256, 2) chunk_scan_bwd_async_kernel(SsdArgs a, SsdBwdArgs gr, Dims d,
@@ -20,174 +46,246 @@ __global__ void __launch_bounds__(256, 2) chunk_scan_bwd_async_kernel(SsdArgs a,
                                                                       const float* csl, const float* Sin,
                                                                       const float* Gst, const float* cb,
                                                                       float* slot) {
-  constexpr int LD = 72;
-  float* Af = reinterpret_cast<float*>(dynamic_smem());  // B / C tile (bf16 [256][72]) or CB rows (fp32 [64][kLM])
-  bf16* Ab = reinterpret_cast<bf16*>(Af);
-  float* Sf = Af + kQ * LD;  // G / S_in tile fp32 [64][72], or the dy tile bf16 [64][72]
-  bf16* Yb = reinterpret_cast<bf16*>(Sf);
-  float* scs = Sf + 64 * LD;
-  float* scl = scs + kQ;
-  float* sdt = scl + kQ;
-  float* sex = sdt + kQ;
-  float* sdec = sex + kQ;
-  float* odcs = sdec + kQ;
-  float* oddt = odcs + kQ;
-  float* rowf = oddt + kQ;
-  float* colf = rowf + kQ;
-  float* red = colf + kQ;
+  constexpr int LS = N + 8, KS = scan_bwd_steps<N>(), T1 = N / 16;
+  unsigned char* sm = dynamic_smem();
+  bf16* Ys = reinterpret_cast<bf16*>(sm);  // dy [t][p] of the chunk, rows >= rv zero
+  bf16* Ss = Ys + kQ * kLY;                // [p][n], bf16: S_in in phase 1, G_c in phase 2
+  unsigned char* steps = reinterpret_cast<unsigned char*>(Ss + kP * LS);
+  float2* scp = reinterpret_cast<float2*>(steps + 8 * KS * kBwdStepBytes);  // cumsum (hi, lo)
+  float* sdt = reinterpret_cast<float*>(scp + kQ);                           // Δ
+  float* rowf = sdt + kQ;   // exp(cs_t − cs_t0), t0 the start of t's 16-token block
+  float* odcs = rowf + kQ;  // slot 12 (row t written by the warp that owns it)
+  float* oddt = odcs + kQ;  // slot 13
+  float* red = oddt + kQ;   // per warp: Σ dW_s·W_s (slot 12 of the chunk's last position)
   const int64_t c = grid_chunk(d), h = grid_head(d), b = blockIdx.z, g = h / d.hpg;
   const int64_t base = (b * d.H + h) * d.Lp + c * kQ;
-  const float ceh = cs2[base + kQ - 1], cel = csl[base + kQ - 1];
-  for (int t = int(threadIdx.x); t < kQ; t += int(blockDim.x)) {
-    scs[t] = cs2[base + t];
-    scl[t] = csl[base + t];
-    sdt[t] = dtv[base + t];
-    sex[t] = fast_exp2(scs[t] + scl[t]);
-    sdec[t] = dexp2(ceh, cel, scs[t], scl[t]);
-    odcs[t] = oddt[t] = 0.f;
-  }
-  __syncthreads();
   const int rv = int(std::min<int64_t>(kQ, d.L - c * kQ));
-  const int w = warp_id(), l = lane_id(), gq = l >> 2, q = l & 3, mi = l >> 3, r8 = l & 7;
-  const int rbs[2] = {w, 15 - w};
-  float acc[2][8][4];
-  zero_acc(acc[0]);
-  zero_acc(acc[1]);
+  const int tid = int(threadIdx.x), w = warp_id(), l = lane_id(), gq = l >> 2, q = l & 3, mi = l >> 3, r8 = l & 7;
   const bf16* xg = static_cast<const bf16*>(a.x) + b * a.x_sb + h * a.x_sh + c * kQ * a.x_sl;
   const bf16* dyg = static_cast<const bf16*>(gr.dy) + b * gr.dy_sb + h * gr.dy_sh + c * kQ * gr.dy_sl;
+  const bf16* Bg = static_cast<const bf16*>(a.Bm) + b * a.B_sb + g * a.B_sg + c * kQ * a.B_sl;
+  const bf16* Cg = static_cast<const bf16*>(a.Cm) + b * a.C_sb + g * a.C_sg + c * kQ * a.C_sl;
+  const float* cbg = cb + ((b * d.nc + c) * d.G + g) * kQ * kQ;
   const int64_t soff = ((b * d.nc + c) * d.H + h) * int64_t(kP) * N;
 
-  // (a) B_s·G_cᵀ, then dW_s = x_s·(B_s·G_cᵀ) and the W_s scaling.
-  const bf16* Bg = static_cast<const bf16*>(a.Bm) + b * a.B_sb + g * a.B_sg + c * kQ * a.B_sl;
-  cs_term_async<N>(acc, rbs, Bg, a.B_sl, rv, Gst + soff, Ab, Sf);
+  // fp32 [p][n] (global, contiguous) into Ss as bf16, 8-element vectors tid, tid + 256, ... in passes of up to 4
+  // (their loads in flight together); with sync_tag = IntTag<1>, a CTA barrier between the first pass's loads and
+  // its stores.
+  auto load_state = [&](const float* src, auto sync_tag) {
+    constexpr int VT = kP * N / 8 / 256, PV = VT < 4 ? VT : 4;
+#pragma unroll 1
+    for (int v0 = 0; v0 < VT; v0 += PV) {
+      float e[PV][8];
+#pragma unroll
+      for (int u = 0; u < PV; ++u) load8(src + 8 * (tid + 256 * (v0 + u)), e[u]);
+      if (decltype(sync_tag)::value && v0 == 0) __syncthreads();
+#pragma unroll
+      for (int u = 0; u < PV; ++u) {
+        const int i = 8 * (tid + 256 * (v0 + u));
+        store8(Ss + (i / N) * LS + i % N, e[u]);
+      }
+    }
+  };
+
+  // The warp's steps. Phase 1: (c) for row block w (T1 steps), then for 15 − w. Phase 2: row block w ((a): T1
+  // steps, (b): the 16 − w target blocks 15, 14, ..., w), then row block 15 − w (T1, then w + 1 target blocks).
+  // kind 0: C rows (c), 1: B rows (a), 2: CB strip (b); i: the k16 step over N (kinds 0, 1) or the target block.
+  unsigned char* mine = steps + w * KS * kBwdStepBytes;
+  const int n1 = 2 * T1, n2 = T1 + 16 - w, nsteps = n1 + n2 + T1 + w + 1;
+  auto decode = [&](int s, int& kind, int& rb, int& i) {
+    if (s < n1) {
+      kind = 0, rb = s < T1 ? w : 15 - w, i = s % T1;
+      return;
+    }
+    s -= n1;
+    const bool second = s >= n2;
+    rb = second ? 15 - w : w;
+    i = s - (second ? n2 : 0);
+    kind = i < T1 ? 1 : 2;
+    if (kind == 2) i = 15 - (i - T1);
+  };
+  auto issue = [&](int s, int buf) {
+    int kind, rb, i;
+    decode(s, kind, rb, i);
+    const int r0 = 16 * rb;
+    unsigned char* dst = mine + buf * kBwdStepBytes;
+    if (kind < 2) {  // C / B rows r0 .. r0 + 15, columns 16i ..: lane = (row, half)
+      const bf16* src = kind == 0 ? Cg : Bg;
+      const int64_t ld = kind == 0 ? a.C_sl : a.B_sl;
+      const int row = l >> 1, cv = (l & 1) * 8;
+      const bool ok = r0 + row < rv;
+      cp_async16(reinterpret_cast<bf16*>(dst) + row * kRowStepLd + cv, ok ? src + (r0 + row) * ld + 16 * i + cv : src,
+                 ok);
+    } else {  // CB rows t of target block i, columns s = r0 .. r0 + 15: lane = (row, quarter), rows row and row + 8
+      const int row = l >> 2, cv = (l & 3) * 4;
+      const float* src = cbg + (16 * i + row) * kQ + r0 + cv;
+      float* dd = reinterpret_cast<float*>(dst) + row * kCbStepLd + cv;
+      cp_async16(dd, src, true);
+      cp_async16(dd + 8 * kCbStepLd, src + 8 * kQ, true);
+    }
+  };
+
+  // Prologue: the dy tile and the first steps in flight, the scalars and S_in (bf16) staged meanwhile.
+  copy_tile_async<kP, 256>(Ys, kLY, dyg, gr.dy_sl, kQ, rv);
+  cp_async_commit();
+#pragma unroll
+  for (int s = 0; s < KS - 1; ++s) {
+    if (s < nsteps) issue(s, s);
+    cp_async_commit();
+  }
+  for (int t = tid; t < kQ; t += int(blockDim.x)) {
+    const int64_t t0 = base + (t & ~15);
+    scp[t] = make_float2(cs2[base + t], csl[base + t]);
+    sdt[t] = dtv[base + t];
+    rowf[t] = dexp2(cs2[base + t], csl[base + t], cs2[t0], csl[t0]);
+  }
+  load_state(Sin + soff, IntTag<0>{});
+  cp_async_wait<KS - 1>();  // this thread's part of the dy tile has landed
+  __syncthreads();
+
+  auto dexp = [&](int t, int s) { return dexp2(scp[t].x, scp[t].y, scp[s].x, scp[s].y); };  // exp(cs_t − cs_s)
+  const float Dh = a.D ? a.D[h] : 0.f;
+  bf16* dxg = static_cast<bf16*>(gr.dx) + b * gr.dx_sb + h * gr.dx_sh + c * kQ * gr.dx_sl;
+  const bf16* pbs = Ss + ((mi >> 1) * 8 + r8) * LS + (mi & 1) * 8;   // S_in / G_c as B (k = n, n = p)
+  const bf16* pby = Ys + ((mi & 1) * 8 + r8) * kLY + (mi >> 1) * 8;  // dy as B (k = t, n = p), read transposed
+  float acc[8][4];
+  zero_acc(acc);
   float wsum = 0.f;
+  for (int s = 0; s < nsteps; ++s) {
+    if (s + KS - 1 < nsteps) issue(s + KS - 1, (s + KS - 1) % KS);
+    cp_async_commit();
+    if (s == n1) {  // phase 2: G_c replaces S_in (its first loads in flight while the other warps finish phase 1)
+      load_state(Gst + soff, IntTag<1>{});
+      __syncthreads();
+    }
+    cp_async_wait<KS - 1>();
+    warp_sync();
+    int kind, rb, i;
+    decode(s, kind, rb, i);
+    const int r0 = 16 * rb, e = std::min(r0 + 16, kQ - 1), tr[2] = {r0 + gq, r0 + gq + 8};
+    const unsigned char* st = mine + (s % KS) * kBwdStepBytes;
+    if (kind < 2) {  // k16 step i of C_t·S_inᵀ (c) or B_s·G_cᵀ (a)
+      uint32_t af[4];
+      ldsm_x4<false>(af, reinterpret_cast<const bf16*>(st) + ((mi & 1) * 8 + r8) * kRowStepLd + (mi >> 1) * 8);
 #pragma unroll
-  for (int k = 0; k < 2; ++k)
+      for (int jj = 0; jj < 8; jj += 2) {
+        uint32_t bb[4];
+        ldsm_x4<false>(bb, pbs + (jj / 2) * 16 * LS + 16 * i);
+        const uint32_t b0[2] = {bb[0], bb[1]}, b1[2] = {bb[2], bb[3]};
+        mma_bf16(acc[jj], af, b0);
+        mma_bf16(acc[jj + 1], af, b1);
+      }
+      if (i == T1 - 1) {
+        // Row t's dot product with dy_t (c) or x_t (a), reduced over the 4 lanes of the row.
+        float part[2];
 #pragma unroll
-    for (int u = 0; u < 2; ++u) {
-      const int t = 16 * rbs[k] + gq + 8 * u;
-      float part = 0.f;
-      if (t < rv)
+        for (int u = 0; u < 2; ++u) {
+          const int t = tr[u];
+          part[u] = 0.f;
+          if (t < rv)
 #pragma unroll
-        for (int jj = 0; jj < 8; ++jj) {
-          float x0, x1;
-          load2(xg + t * a.x_sl + 8 * jj + 2 * q, x0, x1);
-          part = fmaf(x0, acc[k][jj][2 * u], fmaf(x1, acc[k][jj][2 * u + 1], part));
+            for (int jj = 0; jj < 8; ++jj) {
+              float v0, v1;
+              if (kind == 0) load2(Ys + t * kLY + 8 * jj + 2 * q, v0, v1);
+              else load2(xg + t * a.x_sl + 8 * jj + 2 * q, v0, v1);
+              part[u] = fmaf(v0, acc[jj][2 * u], fmaf(v1, acc[jj][2 * u + 1], part[u]));
+            }
+          part[u] += shfl_xor(part[u], 1);
+          part[u] += shfl_xor(part[u], 2);
         }
-      part += shfl_xor(part, 1);
-      part += shfl_xor(part, 2);
-      const float Wt = sdec[t] * sdt[t];
-      if (q == 0) {
-        odcs[t] -= part * Wt;
-        oddt[t] += part * sdec[t];
-        wsum += part * Wt;
+        if (kind == 0) {  // (c) complete: ∂L/∂cs_t = exp(cs_t)·dy_t·(C_t·S_inᵀ), the first term of slot 12
+          if (q == 0)
+#pragma unroll
+            for (int u = 0; u < 2; ++u) odcs[tr[u]] = part[u] * fast_exp2(scp[tr[u]].x + scp[tr[u]].y);
+          zero_acc(acc);
+        } else {  // (a) complete: dW_s = part; the rows keep exp(cs_end − cs_e)·B_s·G_cᵀ
+#pragma unroll
+          for (int u = 0; u < 2; ++u) {
+            const int t = tr[u];
+            const float dec = dexp(kQ - 1, t), Wt = dec * sdt[t];
+            if (q == 0) {
+              odcs[t] -= part[u] * Wt;
+              oddt[t] = part[u] * dec;
+              wsum += part[u] * Wt;
+            }
+          }
+          const float m = dexp(kQ - 1, e);
+#pragma unroll
+          for (int j = 0; j < 8; ++j)
+#pragma unroll
+            for (int r = 0; r < 4; ++r) acc[j][r] *= m;
+        }
+      }
+    } else {  // (b), target tokens [t0, t0 + 16)
+      const int t0 = 16 * i;
+      const bool diag = i == rb;
+      float cf[2][2] = {{0.f, 0.f}, {0.f, 0.f}};
+      if (diag) {  // rows × exp(cs_e − cs_s)·Δ_s before the diagonal block
+#pragma unroll
+        for (int u = 0; u < 2; ++u) {
+          const float m = dexp(e, tr[u]) * sdt[tr[u]];
+#pragma unroll
+          for (int j = 0; j < 8; ++j) acc[j][2 * u] *= m, acc[j][2 * u + 1] *= m;
+        }
+      } else {  // column factors exp(cs_t − cs_e) of the fragment's columns t
+        const float beta = dexp(t0, e);
+#pragma unroll
+        for (int hp = 0; hp < 2; ++hp) {
+          float c0, c1;
+          load2(rowf + t0 + 2 * q + 8 * hp, c0, c1);
+          cf[hp][0] = beta * c0, cf[hp][1] = beta * c1;
+        }
+      }
+      const float* stf = reinterpret_cast<const float*>(st);
+      uint32_t af[4];
+#pragma unroll
+      for (int i4 = 0; i4 < 4; ++i4) {  // A(s, t) = M_ts from the CB tile [t][s]
+        const int sl = gq + 8 * (i4 & 1), tc = 2 * q + 8 * (i4 >> 1), sa = r0 + sl, t = t0 + tc;
+        float v0 = stf[tc * kCbStepLd + sl], v1 = stf[(tc + 1) * kCbStepLd + sl];
+        if (!diag) {
+          v0 *= cf[i4 >> 1][0], v1 *= cf[i4 >> 1][1];
+        } else {
+          v0 = sa <= t ? v0 * dexp(t, sa) * sdt[sa] : 0.f;
+          v1 = sa <= t + 1 ? v1 * dexp(t + 1, sa) * sdt[sa] : 0.f;
+        }
+        af[i4] = pack_bf16(v0, v1);
       }
 #pragma unroll
-      for (int jj = 0; jj < 8; ++jj) acc[k][jj][2 * u] *= Wt, acc[k][jj][2 * u + 1] *= Wt;
+      for (int jj = 0; jj < 8; jj += 2) {
+        uint32_t bb[4];
+        ldsm_x4<true>(bb, pby + t0 * kLY + (jj / 2) * 16);
+        const uint32_t b0[2] = {bb[0], bb[1]}, b1[2] = {bb[2], bb[3]};
+        mma_bf16(acc[jj], af, b0);
+        mma_bf16(acc[jj + 1], af, b1);
+      }
+      if (diag) {  // the row block is complete: dx = acc + D·dy (dy from the tile), store, start the next one
+#pragma unroll
+        for (int jj = 0; jj < 8; ++jj)
+#pragma unroll
+          for (int u = 0; u < 2; ++u) {
+            const int t = tr[u], p = 8 * jj + 2 * q;
+            if (t < rv) {
+              float d0, d1;
+              load2(Ys + t * kLY + p, d0, d1);
+              store2(dxg + t * gr.dx_sl + p, fmaf(Dh, d0, acc[jj][2 * u]), fmaf(Dh, d1, acc[jj][2 * u + 1]));
+            }
+          }
+        zero_acc(acc);
+      }
     }
+    warp_sync();
+  }
+
+  // Slots 12, 13; the chunk's last position also gets Σ_s dW_s·W_s (the gradient of cs_end through W).
   wsum = warp_sum(wsum);
   if (l == 0) red[w] = wsum;
   __syncthreads();
-  if (threadIdx.x == 0) {
-    float s = 0.f;
-    for (int ww = 0; ww < 8; ++ww) s += red[ww];
-    odcs[kQ - 1] += s;
-  }
-
-  // (b) Σ_{t>=s} M_ts·dy_t by target blocks of 64 tokens; A(s, t) = M[t][s] from the raw CB rows t.
-  const float* cbg = cb + ((b * d.nc + c) * d.G + g) * kQ * kQ;
-  const bf16* pb = Yb + ((mi & 1) * 8 + r8) * LD + (mi >> 1) * 8;  // dy tile [t][p], read transposed
-  for (int jt = 0; jt < 4 && 64 * jt < rv; ++jt) {
-    const int t0 = 64 * jt;
-    if (t0 > 0) {
-      const int i = int(threadIdx.x);
-      if (i < t0) colf[i] = dexp2(scs[t0], scl[t0], scs[i], scl[i]) * sdt[i];
-      if (i >= t0 && i < t0 + 64) rowf[i] = dexp2(scs[i], scl[i], scs[t0], scl[t0]);
-    }
-    copy_async(Af, kLM, cbg + t0 * kQ, kQ, 64, t0 + 64, 64);
-    copy_tile_async<kP, 256>(Yb, LD, dyg + t0 * gr.dy_sl, gr.dy_sl, 64, rv - t0);
-    cp_async_commit();
-    cp_async_wait_all();
-    __syncthreads();
-#pragma unroll
-    for (int k = 0; k < 2; ++k) {
-      const int rb = rbs[k];
-      if (16 * rb >= t0 + 64) continue;
-      const int k0 = rb >= 4 * jt ? rb - 4 * jt : 0;
-      const bool off = rb < 4 * jt;  // the whole row block (sources s) lies left of the diagonal block
-      const int sr[2] = {16 * rb + gq, 16 * rb + gq + 8};
-      const float cf[2] = {off ? colf[sr[0]] : 0.f, off ? colf[sr[1]] : 0.f};
-      for (int ks = k0; ks < 4; ++ks) {
-        uint32_t af[4];
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const int s = sr[i & 1], tc = 16 * ks + 2 * q + (i >> 1) * 8, t = t0 + tc;
-          float v0 = Af[tc * kLM + s], v1 = Af[(tc + 1) * kLM + s];
-          if (off) {
-            v0 *= rowf[t] * cf[i & 1], v1 *= rowf[t + 1] * cf[i & 1];
-          } else {
-            v0 = s <= t ? v0 * dexp2(scs[t], scl[t], scs[s], scl[s]) * sdt[s] : 0.f;
-            v1 = s <= t + 1 ? v1 * dexp2(scs[t + 1], scl[t + 1], scs[s], scl[s]) * sdt[s] : 0.f;
-          }
-          af[i] = pack_bf16(v0, v1);
-        }
-#pragma unroll
-        for (int jj = 0; jj < 8; jj += 2) {
-          uint32_t bb[4];
-          ldsm_x4<true>(bb, pb + ks * 16 * LD + (jj / 2) * 16);
-          const uint32_t b0[2] = {bb[0], bb[1]}, b1[2] = {bb[2], bb[3]};
-          mma_bf16(acc[k][jj], af, b0);
-          mma_bf16(acc[k][jj + 1], af, b1);
-        }
-      }
-    }
-    __syncthreads();
-  }
-
-  // dx = acc + D·dy.
-  const float Dh = a.D ? a.D[h] : 0.f;
-  bf16* dxg = static_cast<bf16*>(gr.dx) + b * gr.dx_sb + h * gr.dx_sh + c * kQ * gr.dx_sl;
-#pragma unroll
-  for (int k = 0; k < 2; ++k)
-#pragma unroll
-    for (int jj = 0; jj < 8; ++jj)
-#pragma unroll
-      for (int u = 0; u < 2; ++u) {
-        const int t = 16 * rbs[k] + gq + 8 * u, p = 8 * jj + 2 * q;
-        if (t < rv) {
-          float d0, d1;
-          load2(dyg + t * gr.dy_sl + p, d0, d1);
-          store2(dxg + t * gr.dx_sl + p, fmaf(Dh, d0, acc[k][jj][2 * u]), fmaf(Dh, d1, acc[k][jj][2 * u + 1]));
-        }
-      }
-
-  // (c) ∂L/∂cs_t += dy_t · y_off_t, y_off = exp(cs_t)·C_t·S_inᵀ.
-  zero_acc(acc[0]);
-  zero_acc(acc[1]);
-  const bf16* Cg = static_cast<const bf16*>(a.Cm) + b * a.C_sb + g * a.C_sg + c * kQ * a.C_sl;
-  cs_term_async<N>(acc, rbs, Cg, a.C_sl, rv, Sin + soff, Ab, Sf);
-  scale_rows(acc, rbs, sex);
-#pragma unroll
-  for (int k = 0; k < 2; ++k)
-#pragma unroll
-    for (int u = 0; u < 2; ++u) {
-      const int t = 16 * rbs[k] + gq + 8 * u;
-      float part = 0.f;
-      if (t < rv)
-#pragma unroll
-        for (int jj = 0; jj < 8; ++jj) {
-          float d0, d1;
-          load2(dyg + t * gr.dy_sl + 8 * jj + 2 * q, d0, d1);
-          part = fmaf(d0, acc[k][jj][2 * u], fmaf(d1, acc[k][jj][2 * u + 1], part));
-        }
-      part += shfl_xor(part, 1);
-      part += shfl_xor(part, 2);
-      if (q == 0) odcs[t] += part;
-    }
-  __syncthreads();
   const int64_t ss = d.B * d.H * d.Lp;
-  for (int t = int(threadIdx.x); t < kQ; t += int(blockDim.x)) {
-    slot[12 * ss + base + t] = odcs[t];
+  for (int t = tid; t < kQ; t += int(blockDim.x)) {
+    float v = odcs[t];
+    if (t == kQ - 1)
+      for (int ww = 0; ww < 8; ++ww) v += red[ww];
+    slot[12 * ss + base + t] = v;
     slot[13 * ss + base + t] = oddt[t];
   }
 }
