@@ -474,7 +474,7 @@ cudaError_t launch_bwd(const SsdArgs& a, const SsdBwdArgs& gr, void* ws, cudaStr
   mark("bwd_chunk_state", st);
   auto k4 = state_pass_kernel<true>;
   MX_LAUNCH(k4, dim3(unsigned(kP * d.N / 1024), H, B), dim3(256), 0, st, d, w.G, gr.dhT, gr.dh0, w.f.cs2, w.f.csl,
-            static_cast<const float*>(w.f.S), w.dcs_sp);
+            static_cast<const float*>(w.f.S), w.dcs_sp, static_cast<bf16*>(nullptr));
   mark("bwd_state_pass", st);
   auto k6 = dcb_kernel<T>;
   if ((err = set_smem(k6, dcb_smem<T>())) != cudaSuccess) return err;
@@ -483,8 +483,8 @@ cudaError_t launch_bwd(const SsdArgs& a, const SsdBwdArgs& gr, void* ws, cudaStr
   mark("bwd_dcb", st);
   if constexpr (std::is_same_v<T, bf16>) {
     auto k7 = chunk_scan_bwd_async_kernel<N>;
-    if ((err = set_smem(k7, kScanBwdAsyncSmem)) != cudaSuccess) return err;
-    MX_LAUNCH(k7, chunk_head_grid(d), dim3(256), kScanBwdAsyncSmem, st, a, gr, d, w.f.dtv, w.f.cs2, w.f.csl,
+    if ((err = set_smem(k7, scan_bwd_async_smem<N>())) != cudaSuccess) return err;
+    MX_LAUNCH(k7, chunk_head_grid(d), dim3(256), scan_bwd_async_smem<N>(), st, a, gr, d, w.f.dtv, w.f.cs2, w.f.csl,
               static_cast<const float*>(w.f.S), static_cast<const float*>(w.G), w.f.cb, w.slot);
   } else {
     auto k7 = chunk_scan_bwd_kernel<T, N>;

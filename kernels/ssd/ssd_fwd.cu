@@ -108,8 +108,8 @@ __global__ void __launch_bounds__(256, 2) chunk_scan_kernel(SsdArgs a, Dims d, c
 }
 
 // bf16 chunk scan with warp-private streams (same math as chunk_scan_kernel, no CTA barrier in the main loop).
-// The shared operands, the chunk's x tile (B operand of term 2) and S_in rounded to bf16 (B operand of term 1), are
-// loaded once; then each warp streams the rows it owns (C rows for term 1, CB rows for term 2) one k16 step at a
+// The shared operands, the chunk's x tile (B operand of term 2) and S_in in bf16 (B operand of term 1, rounded by
+// the state passing), are loaded once; then each warp streams the rows it owns (C rows for term 1, CB rows for term 2) one k16 step at a
 // time through a private cp.async pipeline of scan_steps<N>() buffers, synchronised with __syncwarp only, so that
 // no warp waits for another's share of a phase (with CTA-wide phases the causal triangle left warps idle at the
 // barriers: 2.47 ms at 64k, 1.91 ms this way). Warp w owns the 16-row blocks w and 15 − w (balanced under the
@@ -136,7 +136,7 @@ constexpr size_t scan_warp_smem() {
 template <int N>
 __global__ void __launch_bounds__(256, 2) chunk_scan_warp_kernel(SsdArgs a, Dims d, const float* dtv,
                                                                  const float* cs2, const float* csl,
-                                                                 const float* Sin, const float* cb, SsdFwdOut o) {
+                                                                 const bf16* Sin, const float* cb, SsdFwdOut o) {
   constexpr int LS = N + 8, KS = scan_steps<N>(), T1 = N / 16;
   unsigned char* sm = dynamic_smem();
   bf16* Xs = reinterpret_cast<bf16*>(sm);  // x [s][p] of the chunk, rows >= rv zero
@@ -150,7 +150,7 @@ __global__ void __launch_bounds__(256, 2) chunk_scan_warp_kernel(SsdArgs a, Dims
   const int rv = int(std::min<int64_t>(kQ, d.L - c * kQ));
   const int w = warp_id(), l = lane_id(), gq = l >> 2, q = l & 3, mi = l >> 3, r8 = l & 7;
   const bf16* Cg = static_cast<const bf16*>(a.Cm) + b * a.C_sb + g * a.C_sg + c * kQ * a.C_sl;
-  const float* Sg = Sin + ((b * d.nc + c) * d.H + h) * int64_t(kP) * N;
+  const bf16* Sg = Sin + ((b * d.nc + c) * d.H + h) * int64_t(kP) * N;
   const float* cbg = cb + ((b * d.nc + c) * d.G + g) * kQ * kQ;
   const bf16* xg = static_cast<const bf16*>(a.x) + b * a.x_sb + h * a.x_sh + c * kQ * a.x_sl;
 
@@ -174,8 +174,9 @@ __global__ void __launch_bounds__(256, 2) chunk_scan_warp_kernel(SsdArgs a, Dims
     }
   };
 
-  // Prologue: the x tile and the first steps in flight, the scalars and S_in (bf16) staged meanwhile.
+  // Prologue: the x and S_in tiles and the first steps in flight, the scalars staged meanwhile.
   copy_tile_async<kP, 256>(Xs, kLX, xg, a.x_sl, kQ, rv);
+  copy_tile_async<N, 256>(Ss, LS, Sg, N, kP, kP);
   cp_async_commit();
 #pragma unroll
   for (int s = 0; s < KS - 1; ++s) {
@@ -186,13 +187,7 @@ __global__ void __launch_bounds__(256, 2) chunk_scan_warp_kernel(SsdArgs a, Dims
     scp[t] = make_float2(cs2[base + t], csl[base + t]);
     sdt[t] = dtv[base + t];
   }
-  for (int v = int(threadIdx.x); v < kP * N / 8; v += int(blockDim.x)) {
-    const int p = v / (N / 8), n = (v % (N / 8)) * 8;
-    float e[8];
-    load8(Sg + p * N + n, e);
-    store8(Ss + p * LS + n, e);
-  }
-  cp_async_wait<KS - 1>();  // this thread's part of the x tile has landed
+  cp_async_wait<KS - 1>();  // this thread's part of the x and S_in tiles has landed
   __syncthreads();
   auto dexp = [&](int t, int s) { return dexp2(scp[t].x, scp[t].y, scp[s].x, scp[s].y); };  // exp(cs_t − cs_s)
   for (int s = int(threadIdx.x); s < kQ; s += int(blockDim.x)) {
@@ -234,39 +229,40 @@ __global__ void __launch_bounds__(256, 2) chunk_scan_warp_kernel(SsdArgs a, Dims
       }
     } else {  // term 2, source tokens [16ks, 16ks + 16)
       const int ks = i - T1, s0b = 16 * ks;
-      const bool diag = ks == rb;
+      const float* stf = reinterpret_cast<const float*>(st);
       const int tr[2] = {r0 + gq, r0 + gq + 8};
-      float cf[2][2] = {{0.f, 0.f}, {0.f, 0.f}};
-      if (diag) {  // rows × exp(cs_t − cs_r0) before the diagonal block
-#pragma unroll
-        for (int u = 0; u < 2; ++u) {
-          const float m = dexp(tr[u], r0);
-#pragma unroll
-          for (int j = 0; j < 8; ++j) acc[j][2 * u] *= m, acc[j][2 * u + 1] *= m;
-        }
-      } else {
-        const float beta = dexp(r0, s0b + 16);
+      uint32_t af[4];
+      if (ks < rb) {  // left of the diagonal: one multiply per element by its column factor
+        const float beta = dexp(r0, s0b + 16);  // exp(cs_r0 − cs_e)
+        float cf[2][2];
 #pragma unroll
         for (int hp = 0; hp < 2; ++hp) {
           float c0, c1;
           load2(colf + s0b + 2 * q + 8 * hp, c0, c1);
           cf[hp][0] = beta * c0, cf[hp][1] = beta * c1;
         }
-      }
-      const float* stf = reinterpret_cast<const float*>(st);
-      uint32_t af[4];
 #pragma unroll
-      for (int i4 = 0; i4 < 4; ++i4) {
-        const int row = gq + 8 * (i4 & 1), cc = 2 * q + 8 * (i4 >> 1), t = r0 + row, sa = s0b + cc;
-        float v0, v1;
-        load2(stf + row * kStepLd + cc, v0, v1);
-        if (!diag) {
-          v0 *= cf[i4 >> 1][0], v1 *= cf[i4 >> 1][1];
-        } else {
+        for (int i4 = 0; i4 < 4; ++i4) {
+          float v0, v1;
+          load2(stf + (gq + 8 * (i4 & 1)) * kStepLd + 2 * q + 8 * (i4 >> 1), v0, v1);
+          af[i4] = pack_bf16(v0 * cf[i4 >> 1][0], v1 * cf[i4 >> 1][1]);
+        }
+      } else {  // the diagonal block: rows × exp(cs_t − cs_r0) first, then the exact exp(cs_t − cs_s)
+#pragma unroll
+        for (int u = 0; u < 2; ++u) {
+          const float m = dexp(tr[u], r0);
+#pragma unroll
+          for (int j = 0; j < 8; ++j) acc[j][2 * u] *= m, acc[j][2 * u + 1] *= m;
+        }
+#pragma unroll
+        for (int i4 = 0; i4 < 4; ++i4) {
+          const int row = gq + 8 * (i4 & 1), cc = 2 * q + 8 * (i4 >> 1), t = r0 + row, sa = s0b + cc;
+          float v0, v1;
+          load2(stf + row * kStepLd + cc, v0, v1);
           v0 = sa <= t ? v0 * dexp(t, sa) * sdt[sa] : 0.f;
           v1 = sa + 1 <= t ? v1 * dexp(t, sa + 1) * sdt[sa + 1] : 0.f;
+          af[i4] = pack_bf16(v0, v1);
         }
-        af[i4] = pack_bf16(v0, v1);
       }
 #pragma unroll
       for (int jj = 0; jj < 8; jj += 2) {
@@ -276,7 +272,7 @@ __global__ void __launch_bounds__(256, 2) chunk_scan_warp_kernel(SsdArgs a, Dims
         mma_bf16(acc[jj], af, b0);
         mma_bf16(acc[jj + 1], af, b1);
       }
-      if (diag) {  // the row block is complete: + D·x (x from the tile), store, start the next one
+      if (ks == rb) {  // the row block is complete: + D·x (x from the tile), store, start the next one
 #pragma unroll
         for (int jj = 0; jj < 8; ++jj)
 #pragma unroll
@@ -345,14 +341,16 @@ cudaError_t launch_fwd(const SsdArgs& a, const SsdFwdOut& o, void* ws, cudaStrea
     return cudaGetLastError();
   }
   const FwdWs w = fwd_ws(d, ws);
-  cudaError_t err = launch_prefix<T, N>(a, d, w, o.hT, st);
-  if (err != cudaSuccess) return err;
   const dim3 grid = chunk_head_grid(d);
+  cudaError_t err = cudaSuccess;
   if constexpr (std::is_same_v<T, bf16>) {
+    bf16* S16 = reinterpret_cast<bf16*>(static_cast<float*>(ws) + w.floats);  // ssd_fwd_workspace_bytes
+    if ((err = launch_prefix<T, N>(a, d, w, o.hT, st, S16)) != cudaSuccess) return err;
     auto k5 = chunk_scan_warp_kernel<N>;
     if ((err = set_smem(k5, scan_warp_smem<N>())) != cudaSuccess) return err;
-    MX_LAUNCH(k5, grid, dim3(256), scan_warp_smem<N>(), st, a, d, w.dtv, w.cs2, w.csl, w.S, w.cb, o);
+    MX_LAUNCH(k5, grid, dim3(256), scan_warp_smem<N>(), st, a, d, w.dtv, w.cs2, w.csl, S16, w.cb, o);
   } else {
+    if ((err = launch_prefix<T, N>(a, d, w, o.hT, st)) != cudaSuccess) return err;
     auto k5 = chunk_scan_kernel<T, N>;
     const size_t sm = chunk_scan_smem<T>();
     if ((err = set_smem(k5, sm)) != cudaSuccess) return err;
@@ -379,7 +377,9 @@ bool ssd_supported(int64_t head_dim, int64_t dstate) {
 
 size_t ssd_fwd_workspace_bytes(const SsdArgs& a) {
   if (ssd::use_recurrent(a) || a.batch < 1 || a.len < 1) return 0;
-  return ssd::fwd_ws(ssd::make_dims(a), nullptr).floats * sizeof(float);
+  const ssd::Dims d = ssd::make_dims(a);
+  const size_t s16 = a.io == IoType::BF16 ? size_t(d.B * d.nc * d.H) * ssd::kP * d.N * sizeof(uint16_t) : 0;
+  return ssd::fwd_ws(d, nullptr).floats * sizeof(float) + s16;  // bf16: then S_in in bf16
 }
 
 cudaError_t ssd_fwd(const SsdArgs& a, const SsdFwdOut& o, void* workspace, cudaStream_t stream) {

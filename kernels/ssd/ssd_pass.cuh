@@ -38,6 +38,10 @@ MX_DEV void store4(float* p, const float (&v)[4]) {
   *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
 #endif
 }
+MX_DEV void store4(bf16* p, const float (&v)[4]) {  // 8-byte aligned
+  store2(p, v[0], v[1]);
+  store2(p + 2, v[2], v[3]);
+}
 
 // Stores a warp's 16 × 8·NI accumulator tile at out[(row0 + row) * ld + col0 + col] (fp32), rows < rvalid.
 template <int NI>
@@ -284,14 +288,16 @@ MX_DEV void cs_term_async(float (&acc)[2][8][4], const int (&rbs)[2], const bf16
 }
 
 // ---- 4. State passing over S (B, nc, H, P, N), in place, 4 elements per thread, grid (P·N/1024, H, B):
-//   forward:  S[c] ← S_in[c] where S_in[0] = hin (or 0), S_in[c+1] = exp(cs_end(c))·S_in[c] + S_c; hout = S_in[nc]
+//   forward:  S[c] ← S_in[c] where S_in[0] = hin (or 0), S_in[c+1] = exp(cs_end(c))·S_in[c] + S_c; hout = S_in[nc];
+//             with S16, S_in[c] goes to S16 rounded to bf16 instead (the bf16 chunk scan's operand: half the bytes
+//             written and read; S keeps the chunk states)
 //   backward: S[c] ← G_c where G_{nc-1} = hin (dhT, or 0), G_{c-1} = exp(cs_end(c))·G_c + R_c; hout = G_{-1}
 //             = dh0; also dcs_sp[b,h,c] += exp(cs_end(c))·Σ G_c ⊙ Sin[c] (the gradient of cs_end through the
 //             decay of the state passing).
 template <bool kRev>
 __global__ void __launch_bounds__(256) state_pass_kernel(Dims d, float* S, const float* hin, float* hout,
                                                          const float* cs2, const float* csl, const float* Sin,
-                                                         float* dcs_sp) {
+                                                         float* dcs_sp, bf16* S16) {
   const int64_t PN = kP * d.N;
   const int64_t e = (int64_t(blockIdx.x) * 256 + threadIdx.x) * 4;
   const int64_t h = blockIdx.y, b = blockIdx.z, bh = b * d.H + h;
@@ -301,6 +307,7 @@ __global__ void __launch_bounds__(256) state_pass_kernel(Dims d, float* S, const
   const float* cslend = csl + bh * d.Lp + kQ - 1;
   const int64_t cstride = d.H * PN;
   float* Sb = S + (b * d.nc * d.H + h) * PN + e;
+  bf16* Sb16 = S16 ? S16 + (b * d.nc * d.H + h) * PN + e : nullptr;
   const float* Sib = Sin ? Sin + (b * d.nc * d.H + h) * PN + e : nullptr;
   // Groups of kU chunks; the next group's loads are issued before this group's stores (S is updated in place,
   // so the compiler cannot move a load of S across a store to S by itself), keeping 2·kU loads in flight.
@@ -332,7 +339,8 @@ __global__ void __launch_bounds__(256) state_pass_kernel(Dims d, float* S, const
     for (int u = 0; u < kU; ++u) {
       if (u < cnt) {
         const int64_t c = kRev ? d.nc - 1 - (k0 + u) : k0 + u;
-        store4(Sb + c * cstride, run);
+        if (Sb16) store4(Sb16 + c * cstride, run);
+        else store4(Sb + c * cstride, run);
         if (kRev) {
           float dot = run[0] * sic[u][0] + run[1] * sic[u][1] + run[2] * sic[u][2] + run[3] * sic[u][3];
           dot = warp_sum(dot * decc[u]);
@@ -385,10 +393,11 @@ cudaError_t launch_chunk_state(const StateSrc& src, const Dims& d, const FwdWs& 
   return cudaGetLastError();
 }
 
-// Stages 1–4 of the forward: fills w.dtv, w.cs2, w.cb and w.S (= S_in per chunk); hT (or null) gets the final
-// state.
+// Stages 1–4 of the forward: fills w.dtv, w.cs2, w.cb and w.S (= S_in per chunk, or with S16 the chunk states
+// and S16 = S_in in bf16); hT (or null) gets the final state.
 template <typename T, int N>
-cudaError_t launch_prefix(const SsdArgs& a, const Dims& d, const FwdWs& w, float* hT, cudaStream_t st) {
+cudaError_t launch_prefix(const SsdArgs& a, const Dims& d, const FwdWs& w, float* hT, cudaStream_t st,
+                          bf16* S16 = nullptr) {
   const unsigned nc = unsigned(d.nc), H = unsigned(d.H), B = unsigned(d.B);
   auto k1 = dt_cumsum_kernel<T>;
   MX_LAUNCH(k1, dim3(nc, H, B), dim3(kQ), kQ * sizeof(double), st, a, d, w.dtv, w.cs2, w.csl);
@@ -402,7 +411,7 @@ cudaError_t launch_prefix(const SsdArgs& a, const Dims& d, const FwdWs& w, float
   mark("chunk_state", st);
   auto k4 = state_pass_kernel<false>;
   MX_LAUNCH(k4, dim3(unsigned(kP * d.N / 1024), H, B), dim3(256), 0, st, d, w.S, a.h0, hT, w.cs2, w.csl,
-            static_cast<const float*>(nullptr), static_cast<float*>(nullptr));
+            static_cast<const float*>(nullptr), static_cast<float*>(nullptr), S16);
   mark("state_pass", st);
   return cudaGetLastError();
 }
