@@ -157,18 +157,25 @@ __global__ void __launch_bounds__(256, 2) chunk_scan_warp_kernel(SsdArgs a, Dims
   // The warp's steps: row block w (T1 term-1 steps, then w + 1 source steps), then row block 15 − w.
   unsigned char* mine = steps + w * KS * kStepBytes;
   const int n0 = T1 + w + 1, nsteps = n0 + T1 + 16 - w;
+  // This lane's copy sources for the two row blocks (C: row l/2, half l%2; CB: rows l/4 and l/4 + 8, quarter l%4),
+  // advanced by 16 columns per step, and its destinations within a step buffer.
+  const int ra = 16 * w, rc = 16 * (15 - w);
+  const bool coka = ra + (l >> 1) < rv, cokc = rc + (l >> 1) < rv;
+  const bf16* csa = coka ? Cg + (ra + (l >> 1)) * a.C_sl + (l & 1) * 8 : Cg;
+  const bf16* csc = cokc ? Cg + (rc + (l >> 1)) * a.C_sl + (l & 1) * 8 : Cg;
+  const float* cba = cbg + (ra + (l >> 2)) * kQ + (l & 3) * 4;
+  const float* cbc = cbg + (rc + (l >> 2)) * kQ + (l & 3) * 4;
+  const int cdst = (l >> 1) * kStepLd + (l & 1) * 8, cbdst = (l >> 2) * kStepLd + (l & 3) * 4;
   auto issue = [&](int s, int buf) {
-    const int k = s >= n0, i = s - (k ? n0 : 0), r0 = 16 * (k ? 15 - w : w);
+    const bool k = s >= n0;
+    const int i = s - (k ? n0 : 0);
     unsigned char* dst = mine + buf * kStepBytes;
-    if (i < T1) {  // C rows r0 .. r0 + 15, columns 16i ..: lane = (row, half)
-      const int row = l >> 1, cv = (l & 1) * 8;
-      const bool ok = r0 + row < rv;
-      cp_async16(reinterpret_cast<bf16*>(dst) + row * kStepLd + cv, ok ? Cg + (r0 + row) * a.C_sl + 16 * i + cv : Cg,
-                 ok);
-    } else {  // CB rows r0 .. r0 + 15, columns 16(i − T1) ..: lane = (row, quarter), rows row and row + 8
-      const int row = l >> 2, cv = (l & 3) * 4;
-      const float* src = cbg + (r0 + row) * kQ + 16 * (i - T1) + cv;
-      float* dd = reinterpret_cast<float*>(dst) + row * kStepLd + cv;
+    if (i < T1) {  // C rows r0 .. r0 + 15, columns 16i ..
+      const bool ok = k ? cokc : coka;
+      cp_async16(reinterpret_cast<bf16*>(dst) + cdst, ok ? (k ? csc : csa) + 16 * i : Cg, ok);
+    } else {  // CB rows r0 .. r0 + 15, columns 16(i − T1) ..
+      const float* src = (k ? cbc : cba) + 16 * (i - T1);
+      float* dd = reinterpret_cast<float*>(dst) + cbdst;
       cp_async16(dd, src, true);
       cp_async16(dd + 8 * kStepLd, src + 8 * kQ, true);
     }
