@@ -226,6 +226,7 @@ std::vector<Case> cases(bool quick) {
     add(IoType::F32, 70, 2, 1, 256);
     add(IoType::BF16, 520, 4, 2, 64);
     add(IoType::BF16, 300, 5, 1, 64);  // 5 heads per group: the double-buffered head loop of the dCB kernel
+    add(IoType::BF16, 300, 4, 1, 128);  // N = 128 with a partial chunk: 2 heads per CTA in the chunk states
     return cs;
   }
   for (IoType io : {IoType::F32, IoType::BF16}) {

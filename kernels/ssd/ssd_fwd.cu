@@ -125,8 +125,10 @@ constexpr int scan_steps() {
   return N <= 128 ? 4 : 2;
 }
 constexpr int kLX = 72;       // x tile row stride (bf16)
-constexpr int kStepLd = 24;   // row stride (elements) of a step tile: 16 rows × 16 columns
+constexpr int kStepLd = 24;   // row stride (floats) of a CB step tile: 16 rows × 16 columns
+constexpr int kStepLdC = 40;  // row stride (bf16) of a C step tile: 16 rows × 32 columns
 constexpr size_t kStepBytes = size_t(16) * kStepLd * sizeof(float);
+static_assert(size_t(16) * kStepLdC * sizeof(uint16_t) <= kStepBytes, "a C step tile fits a step buffer");
 template <int N>
 constexpr size_t scan_warp_smem() {
   return size_t(kQ) * kLX * 2 + size_t(kP) * (N + 8) * 2 + 8 * scan_steps<N>() * kStepBytes +
@@ -137,7 +139,7 @@ template <int N>
 __global__ void __launch_bounds__(256, 2) chunk_scan_warp_kernel(SsdArgs a, Dims d, const float* dtv,
                                                                  const float* cs2, const float* csl,
                                                                  const bf16* Sin, const float* cb, SsdFwdOut o) {
-  constexpr int LS = N + 8, KS = scan_steps<N>(), T1 = N / 16;
+  constexpr int LS = N + 8, KS = scan_steps<N>(), T1 = N / 32;  // T1: term-1 steps of 32 columns of C
   unsigned char* sm = dynamic_smem();
   bf16* Xs = reinterpret_cast<bf16*>(sm);  // x [s][p] of the chunk, rows >= rv zero
   bf16* Ss = Xs + kQ * kLX;                // S_in [p][n], bf16
@@ -154,25 +156,30 @@ __global__ void __launch_bounds__(256, 2) chunk_scan_warp_kernel(SsdArgs a, Dims
   const float* cbg = cb + ((b * d.nc + c) * d.G + g) * kQ * kQ;
   const bf16* xg = static_cast<const bf16*>(a.x) + b * a.x_sb + h * a.x_sh + c * kQ * a.x_sl;
 
-  // The warp's steps: row block w (T1 term-1 steps, then w + 1 source steps), then row block 15 − w.
+  // The warp's steps: row block w (T1 term-1 steps of 32 columns, then w + 1 source steps of 16 tokens), then row
+  // block 15 − w.
   unsigned char* mine = steps + w * KS * kStepBytes;
   const int n0 = T1 + w + 1, nsteps = n0 + T1 + 16 - w;
-  // This lane's copy sources for the two row blocks (C: row l/2, half l%2; CB: rows l/4 and l/4 + 8, quarter l%4),
-  // advanced by 16 columns per step, and its destinations within a step buffer.
+  // This lane's copy sources for the two row blocks (C: rows l/4 and l/4 + 8, quarter l%4 of 32 columns; CB: rows
+  // l/4 and l/4 + 8, quarter l%4 of 16 columns), advanced per step, and its destinations within a step buffer.
   const int ra = 16 * w, rc = 16 * (15 - w);
-  const bool coka = ra + (l >> 1) < rv, cokc = rc + (l >> 1) < rv;
-  const bf16* csa = coka ? Cg + (ra + (l >> 1)) * a.C_sl + (l & 1) * 8 : Cg;
-  const bf16* csc = cokc ? Cg + (rc + (l >> 1)) * a.C_sl + (l & 1) * 8 : Cg;
+  const int crow = l >> 2;
+  const bool oka0 = ra + crow < rv, oka1 = ra + crow + 8 < rv, okc0 = rc + crow < rv, okc1 = rc + crow + 8 < rv;
+  const bf16* csa = Cg + (ra + crow) * a.C_sl + (l & 3) * 8;
+  const bf16* csc = Cg + (rc + crow) * a.C_sl + (l & 3) * 8;
   const float* cba = cbg + (ra + (l >> 2)) * kQ + (l & 3) * 4;
   const float* cbc = cbg + (rc + (l >> 2)) * kQ + (l & 3) * 4;
-  const int cdst = (l >> 1) * kStepLd + (l & 1) * 8, cbdst = (l >> 2) * kStepLd + (l & 3) * 4;
+  const int cdst = crow * kStepLdC + (l & 3) * 8, cbdst = crow * kStepLd + (l & 3) * 4;
   auto issue = [&](int s, int buf) {
     const bool k = s >= n0;
     const int i = s - (k ? n0 : 0);
     unsigned char* dst = mine + buf * kStepBytes;
-    if (i < T1) {  // C rows r0 .. r0 + 15, columns 16i ..
-      const bool ok = k ? cokc : coka;
-      cp_async16(reinterpret_cast<bf16*>(dst) + cdst, ok ? (k ? csc : csa) + 16 * i : Cg, ok);
+    if (i < T1) {  // C rows r0 .. r0 + 15, columns 32i ..
+      const bool ok0 = k ? okc0 : oka0, ok1 = k ? okc1 : oka1;
+      const bf16* src = (k ? csc : csa) + 32 * i;
+      bf16* dd = reinterpret_cast<bf16*>(dst) + cdst;
+      cp_async16(dd, ok0 ? src : Cg, ok0);
+      cp_async16(dd + 8 * kStepLdC, ok1 ? src + 8 * a.C_sl : Cg, ok1);
     } else {  // CB rows r0 .. r0 + 15, columns 16(i − T1) ..
       const float* src = (k ? cbc : cba) + 16 * (i - T1);
       float* dd = reinterpret_cast<float*>(dst) + cbdst;
@@ -216,16 +223,19 @@ __global__ void __launch_bounds__(256, 2) chunk_scan_warp_kernel(SsdArgs a, Dims
     warp_sync();
     const int k = s >= n0, i = s - (k ? n0 : 0), rb = k ? 15 - w : w, r0 = 16 * rb;
     const unsigned char* st = mine + (s % KS) * kStepBytes;
-    if (i < T1) {  // term 1, k16 step i: C_t·S_inᵀ
-      uint32_t af[4];
-      ldsm_x4<false>(af, reinterpret_cast<const bf16*>(st) + ((mi & 1) * 8 + r8) * kStepLd + (mi >> 1) * 8);
+    if (i < T1) {  // term 1, columns n in [32i, 32i + 32): C_t·S_inᵀ
 #pragma unroll
-      for (int jj = 0; jj < 8; jj += 2) {
-        uint32_t bb[4];
-        ldsm_x4<false>(bb, pbs + (jj / 2) * 16 * LS + 16 * i);
-        const uint32_t b0[2] = {bb[0], bb[1]}, b1[2] = {bb[2], bb[3]};
-        mma_bf16(acc[jj], af, b0);
-        mma_bf16(acc[jj + 1], af, b1);
+      for (int kk = 0; kk < 2; ++kk) {
+        uint32_t af[4];
+        ldsm_x4<false>(af, reinterpret_cast<const bf16*>(st) + ((mi & 1) * 8 + r8) * kStepLdC + 16 * kk + (mi >> 1) * 8);
+#pragma unroll
+        for (int jj = 0; jj < 8; jj += 2) {
+          uint32_t bb[4];
+          ldsm_x4<false>(bb, pbs + (jj / 2) * 16 * LS + 32 * i + 16 * kk);
+          const uint32_t b0[2] = {bb[0], bb[1]}, b1[2] = {bb[2], bb[3]};
+          mma_bf16(acc[jj], af, b0);
+          mma_bf16(acc[jj + 1], af, b1);
+        }
       }
       if (i == T1 - 1) {  // × exp(cs_r0)
         const float m = fast_exp2(scp[r0].x + scp[r0].y);
