@@ -6,8 +6,10 @@
 // random inputs (rounded to the io type first) over lengths, n_groups, d_state, Δ scale modes, clamps, initial
 // and final states, strided (model-layout) inputs; --quick keeps small shapes (for the CPU emulator:
 // g++ -std=c++20 -O1 -DMX_CPU_EMU -I kernels -x c++ ... -lpthread). --bench times forward and forward+backward at
-// H = 80, P = 64, N = 128, batch 1, bf16 for L = 65536, 131072, 524288 with a per-kernel breakdown at 65536 and
-// the memory each needs (--len L: that length only). Writes DIR/ssd_kernels.json; exit status 1 when a check fails.
+// H = 80, P = 64, N = 128, batch 1, bf16 for L = 65536, 131072, 524288 (medians of per-run CUDA event timings)
+// with a per-kernel breakdown at 65536 and the memory each needs (--len L: that length only). Writes
+// DIR/ssd_kernels.json; exit status 1 when a check fails.
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -266,6 +268,24 @@ DevBuf random_dev(size_t n, IoType io, Rng& rng, double scale) {
   return d;
 }
 
+// Median over reps runs of f, each timed by its own pair of CUDA events (after the caller's warm-up).
+template <class F>
+float median_ms(int reps, F&& f) {
+  std::vector<cudaEvent_t> ev(2 * reps);
+  for (auto& e : ev) cudaEventCreate(&e);
+  for (int i = 0; i < reps; ++i) {
+    cudaEventRecord(ev[2 * i]);
+    f();
+    cudaEventRecord(ev[2 * i + 1]);
+  }
+  DEV_CHECK(cudaEventSynchronize(ev.back()));
+  std::vector<float> ms(reps);
+  for (int i = 0; i < reps; ++i) cudaEventElapsedTime(&ms[i], ev[2 * i], ev[2 * i + 1]);
+  for (auto& e : ev) cudaEventDestroy(e);
+  std::sort(ms.begin(), ms.end());
+  return ms[reps / 2];
+}
+
 // One benchmark length. profile_only: a single forward and backward (for ncu), nothing timed.
 std::string bench_one(int64_t L, bool breakdown, Rng& rng, bool profile_only = false) {
   Case c;
@@ -316,21 +336,14 @@ std::string bench_one(int64_t L, bool breakdown, Rng& rng, bool profile_only = f
     return "";
   }
   float ms_f = 0, ms_fb = 0;
-  cudaEvent_t e0, e1;
-  cudaEventCreate(&e0), cudaEventCreate(&e1);
   {
     DevBuf ws(ws_f);
     size_t free1;
     for (int i = 0; i < 2; ++i) DEV_CHECK(mx::kern::ssd_fwd(in.a, o, ws.get(), nullptr));
     DEV_CHECK(cudaDeviceSynchronize());
     cudaMemGetInfo(&free1, &total);
-    const int reps = L > 200000 ? 5 : 20;
-    cudaEventRecord(e0);
-    for (int i = 0; i < reps; ++i) mx::kern::ssd_fwd(in.a, o, ws.get(), nullptr);
-    cudaEventRecord(e1);
-    DEV_CHECK(cudaEventSynchronize(e1));
-    cudaEventElapsedTime(&ms_f, e0, e1);
-    ms_f /= reps;
+    const int reps = L > 200000 ? 5 : 21;
+    ms_f = median_ms(reps, [&] { mx::kern::ssd_fwd(in.a, o, ws.get(), nullptr); });
     j.num("fwd_ms", ms_f).num("fwd_mem_gb", double(in_bytes + fwd_out + ws_f) / 1e9);
     j.num("fwd_mem_measured_gb", double(free0 - free1) / 1e9);
     if (breakdown) {
@@ -367,16 +380,11 @@ std::string bench_one(int64_t L, bool breakdown, Rng& rng, bool profile_only = f
     }
     DEV_CHECK(cudaDeviceSynchronize());
     cudaMemGetInfo(&free2, &total);
-    const int reps = L > 200000 ? 3 : 10;
-    cudaEventRecord(e0);
-    for (int i = 0; i < reps; ++i) {
+    const int reps = L > 200000 ? 3 : 11;
+    ms_fb = median_ms(reps, [&] {
       mx::kern::ssd_fwd(in.a, o, ws.get(), nullptr);
       mx::kern::ssd_bwd(in.a, g, ws.get(), nullptr);
-    }
-    cudaEventRecord(e1);
-    DEV_CHECK(cudaEventSynchronize(e1));
-    cudaEventElapsedTime(&ms_fb, e0, e1);
-    ms_fb /= reps;
+    });
     const size_t bwd_io = n_y * 2 * 2 + L * c.H * 4 + 2 * L * c.N * 4 + n_h * 4;
     j.num("fwd_bwd_ms", ms_fb).num("fwd_bwd_mem_gb", double(in_bytes + fwd_out + bwd_io + std::max(ws_f, ws_b)) / 1e9);
     j.num("fwd_bwd_mem_measured_gb", double(free0 - free2) / 1e9);
