@@ -325,17 +325,6 @@ MX_DEV void copy_tile_async(S* dst, int ldd, const S* src, int64_t lds, int R, i
   for (; r < R; r += RP, d += RP * ldd, s += step) cp_async16(d, r < rvalid ? s : src, r < rvalid);
 }
 
-// b-fragment pair (rows k, k+1 of column n) of a bf16 product operand kept as fp32 in shared memory, stored
-// [n][k]: one 8-byte load, rounded to a bf16 pair.
-MX_DEV uint32_t frag_f32(const float* p) {
-#ifdef MX_CPU_EMU
-  return pack_bf16(p[0], p[1]);
-#else
-  const float2 v = *reinterpret_cast<const float2*>(p);
-  return pack_bf16(v.x, v.y);
-#endif
-}
-
 template <int NI>
 MX_DEV void zero_acc(float (&acc)[NI][4]) {
 #pragma unroll

@@ -281,42 +281,6 @@ __global__ void __launch_bounds__(256, 2) chunk_state_async_kernel(StateSrc s, D
   store_acc(o, N, 16 * rb, n0, acc, 64);
 }
 
-// acc (16 × 8·NI) += A · B with A bf16 in shared memory [m][k] (lda) and B(k, n) = Bf[n·ldb + k] fp32 in shared
-// memory, rounded to bf16 pairs as the fragments are formed (ldb ≡ 8 mod 32 keeps the 8-byte loads conflict-free).
-template <int NI>
-MX_DEV void warp_mma_bf32(float (&acc)[NI][4], const bf16* As, int lda, const float* Bf, int ldb, int kb) {
-  const int l = lane_id(), g = l >> 2, q = l & 3, mi = l >> 3, r = l & 7;
-  const bf16* pa = As + ((mi & 1) * 8 + r) * lda + (mi >> 1) * 8;
-  for (int ks = 0; ks < kb; ++ks) {
-    uint32_t a[4];
-    ldsm_x4<false>(a, pa + 16 * ks);
-#pragma unroll
-    for (int j = 0; j < NI; ++j) {
-      const float* bp = Bf + (8 * j + g) * ldb + 16 * ks + 2 * q;
-      const uint32_t bb[2] = {frag_f32(bp), frag_f32(bp + 8)};
-      mma_bf16(acc[j], a, bb);
-    }
-  }
-}
-
-// acc[k] (the warp's row blocks rbs[k] of a 256-row chunk tile, 64 columns p) += Σ_n A[t][n]·S[p][n]: A bf16
-// rows of the chunk in global memory (row stride lda, rows >= rv zero), S fp32 (64 × N, contiguous). Per block of
-// 64 n: one round trip of cp.async into Ab (bf16 [256][72]) and Sf (fp32 [64][72]).
-template <int N>
-MX_DEV void cs_term_async(float (&acc)[2][8][4], const int (&rbs)[2], const bf16* A, int64_t lda, int rv,
-                          const float* S, bf16* Ab, float* Sf) {
-  for (int nb = 0; nb < N; nb += 64) {
-    copy_tile_async<64, 256>(Ab, 72, A + nb, lda, kQ, rv);
-    copy_tile_async<64, 256>(Sf, 72, S + nb, N, kP, kP);
-    cp_async_commit();
-    cp_async_wait_all();
-    __syncthreads();
-#pragma unroll
-    for (int k = 0; k < 2; ++k) warp_mma_bf32<8>(acc[k], Ab + 16 * rbs[k] * 72, 72, Sf, 72, 4);
-    __syncthreads();
-  }
-}
-
 // ---- 4. State passing over S (B, nc, H, P, N), in place, 4 elements per thread, grid (P·N/1024, H, B):
 //   forward:  S[c] ← S_in[c] where S_in[0] = hin (or 0), S_in[c+1] = exp(cs_end(c))·S_in[c] + S_c; hout = S_in[nc];
 //             with S16, S_in[c] goes to S16 rounded to bf16 instead (the bf16 chunk scan's operand: half the bytes
