@@ -67,42 +67,6 @@ MX_DEV void warp_sync() {
 #endif
 }
 
-// VW elements of an activation tensor as raw 32-bit words (bf16: two per word), loaded with one vector load
-// per 16 bytes when `vec` (the launcher checked the alignment) or element by element (`n` valid elements).
-template <typename IO, int VW>
-struct RawVec;
-template <int VW>
-struct RawVec<float, VW> {
-  uint32_t w[VW];
-  MX_DEV float get(int v) const { return f_from_bits(w[v]); }
-  MX_DEV void load(const float* p, bool vec, int n) {
-    if (vec && VW % 4 == 0) {
-#pragma unroll
-      for (int i = 0; i < VW / 4; ++i) ld_u32x4(p + 4 * i, w + 4 * i);
-    } else {
-#pragma unroll
-      for (int v = 0; v < VW; ++v) w[v] = v < n ? bits_from_f(p[v]) : 0u;
-    }
-  }
-};
-template <int VW>
-struct RawVec<bf16, VW> {
-  static constexpr int NW = (VW + 1) / 2;
-  uint32_t w[NW];
-  MX_DEV float get(int v) const { return f_from_bits(v % 2 == 0 ? w[v / 2] << 16 : w[v / 2] & 0xffff0000u); }
-  MX_DEV void load(const bf16* p, bool vec, int n) {
-    if (vec && VW == 8) {
-      ld_u32x4(p, w);
-    } else {
-#pragma unroll
-      for (int i = 0; i < NW; ++i) {
-        const uint32_t lo = 2 * i < n ? p[2 * i].bits : 0u, hi = 2 * i + 1 < n ? p[2 * i + 1].bits : 0u;
-        w[i] = lo | (hi << 16);
-      }
-    }
-  }
-};
-
 // One activation element (bf16: round to nearest even in one F2FP).
 MX_DEV void store_one(float* p, float v) { *p = v; }
 MX_DEV void store_one(bf16* p, float v) { p->bits = static_cast<uint16_t>(pack_bf16(v, 0.f)); }
@@ -210,8 +174,8 @@ __global__ void __launch_bounds__(kThreads, kBwdCtasPerSm) s6_bwd_kernel(S6Input
     cdst[m] = (which ? args.dC : args.dB) + (b * L + t_last + k) * N + own / EC * kNS;
   }
 
-  RawVec<IO, VW> nu[IT], nd[IT], nz[IT], no[IT];  // the next tile, raw
-  RawVec<IO, 8> nbc[BI];
+  Raw<IO, VW> nu[IT], nd[IT], nz[IT], no[IT];  // the next tile, raw
+  Raw<IO, 8> nbc[BI];
   // Loads the tile at t0 (rows clamped to the segment's last token in a partial tile).
   auto load_tile = [&](int64_t t0) {
     const int64_t last = t_end - 1 - t0;
@@ -278,18 +242,7 @@ __global__ void __launch_bounds__(kThreads, kBwdCtasPerSm) s6_bwd_kernel(S6Input
         *reinterpret_cast<float4*>(s_g + r * EC + c0 + v) = make_float4(gv[v], gv[v + 1], gv[v + 2], gv[v + 3]);
       }
     }
-#pragma unroll
-    for (int j = 0; j < BI; ++j) {
-      if (bc_row[j] >= kT) continue;
-      const int item = tid + j * T, half = item % kBCHalf, isC = item / kBCHalf;
-      float* dst = (isC ? s_C : s_B) + half * 8;
-      const bool live = bc_row[j] < nt;
-#pragma unroll
-      for (int q = 0; q < 2; ++q)
-        *reinterpret_cast<float4*>(dst + 4 * q) =
-            live ? make_float4(nbc[j].get(4 * q), nbc[j].get(4 * q + 1), nbc[j].get(4 * q + 2), nbc[j].get(4 * q + 3))
-                 : make_float4(0.f, 0.f, 0.f, 0.f);
-    }
+    store_bc_items<N, T>(nbc, bc_row, tid, nt, s_B, s_C);
     __syncthreads();
     if (c > c_first) load_tile(t0 - kT);
 

@@ -37,42 +37,6 @@ struct FwdCfg {
   }
 };
 
-// VW elements of an activation tensor as raw 32-bit words (bf16: two per word), loaded with one vector load
-// per 16 bytes when `vec` (the caller checked the alignment) or element by element (`n` valid elements).
-template <typename IO, int VW>
-struct Raw;
-template <int VW>
-struct Raw<float, VW> {
-  uint32_t w[VW];
-  MX_DEV float get(int v) const { return f_from_bits(w[v]); }
-  MX_DEV void load(const float* p, bool vec, int n) {
-    if (vec && VW % 4 == 0) {
-#pragma unroll
-      for (int i = 0; i < VW / 4; ++i) ld_u32x4(p + 4 * i, w + 4 * i);
-    } else {
-#pragma unroll
-      for (int v = 0; v < VW; ++v) w[v] = v < n ? bits_from_f(p[v]) : 0u;
-    }
-  }
-};
-template <int VW>
-struct Raw<bf16, VW> {
-  static constexpr int NW = (VW + 1) / 2;
-  uint32_t w[NW];
-  MX_DEV float get(int v) const { return f_from_bits(v % 2 == 0 ? w[v / 2] << 16 : w[v / 2] & 0xffff0000u); }
-  MX_DEV void load(const bf16* p, bool vec, int n) {
-    if (vec && VW == 8) {
-      ld_u32x4(p, w);
-    } else {
-#pragma unroll
-      for (int i = 0; i < NW; ++i) {
-        const uint32_t lo = 2 * i < n ? p[2 * i].bits : 0u, hi = 2 * i + 1 < n ? p[2 * i + 1].bits : 0u;
-        w[i] = lo | (hi << 16);
-      }
-    }
-  }
-};
-
 // Stores VW floats as IO (vector store when `vec`, else the first n elements one by one).
 template <int VW>
 MX_DEV void store_vec(float* p, const float (&y)[VW], bool vec, int n) {
@@ -255,18 +219,7 @@ __global__ void __launch_bounds__(kThreads, fwd_ctas_per_sm<IO>()) s6_fwd_kernel
 #pragma unroll
       for (int v = 0; v < VW; ++v) *reinterpret_cast<float2*>(dst + 2 * v) = make_float2(dd[2 * v], dd[2 * v + 1]);
     }
-#pragma unroll
-    for (int j = 0; j < BI; ++j) {
-      if (bc_row[j] >= kT) continue;
-      const int item = tid + j * T, half = item % (kT * N / 8), isC = item / (kT * N / 8);
-      float* dst = (isC ? s_C : s_B) + half * 8;
-      const bool live = bc_row[j] < nt;
-#pragma unroll
-      for (int q = 0; q < 2; ++q)
-        *reinterpret_cast<float4*>(dst + 4 * q) =
-            live ? make_float4(nbc[j].get(4 * q), nbc[j].get(4 * q + 1), nbc[j].get(4 * q + 2), nbc[j].get(4 * q + 3))
-                 : make_float4(0.f, 0.f, 0.f, 0.f);
-    }
+    store_bc_items<N, T>(nbc, bc_row, tid, nt, s_B, s_C);
     if (ck_p) {
       if (ev) *reinterpret_cast<float4*>(ck_p) = make_float4(h[0], h[1], h[2], h[3]);
       ck_p += E * N;

@@ -167,14 +167,7 @@ __global__ void __launch_bounds__(256, 2) chunk_scan_bwd_async_kernel(SsdArgs a,
     if (kind < 2) {  // k16 step i of C_t·S_inᵀ (c) or B_s·G_cᵀ (a)
       uint32_t af[4];
       ldsm_x4<false>(af, reinterpret_cast<const bf16*>(st) + ((mi & 1) * 8 + r8) * kRowStepLd + (mi >> 1) * 8);
-#pragma unroll
-      for (int jj = 0; jj < 8; jj += 2) {
-        uint32_t bb[4];
-        ldsm_x4<false>(bb, pbs + (jj / 2) * 16 * LS + 16 * i);
-        const uint32_t b0[2] = {bb[0], bb[1]}, b1[2] = {bb[2], bb[3]};
-        mma_bf16(acc[jj], af, b0);
-        mma_bf16(acc[jj + 1], af, b1);
-      }
+      mma_16x64<false>(acc, af, pbs + 16 * i, 16 * LS);
       if (i == T1 - 1) {
         // Row t's dot product with dy_t (c) or x_t (a), reduced over the 4 lanes of the row.
         float part[2];
@@ -250,26 +243,9 @@ __global__ void __launch_bounds__(256, 2) chunk_scan_bwd_async_kernel(SsdArgs a,
         }
         af[i4] = pack_bf16(v0, v1);
       }
-#pragma unroll
-      for (int jj = 0; jj < 8; jj += 2) {
-        uint32_t bb[4];
-        ldsm_x4<true>(bb, pby + t0 * kLY + (jj / 2) * 16);
-        const uint32_t b0[2] = {bb[0], bb[1]}, b1[2] = {bb[2], bb[3]};
-        mma_bf16(acc[jj], af, b0);
-        mma_bf16(acc[jj + 1], af, b1);
-      }
+      mma_16x64<true>(acc, af, pby + t0 * kLY, 16);
       if (diag) {  // the row block is complete: dx = acc + D·dy (dy from the tile), store, start the next one
-#pragma unroll
-        for (int jj = 0; jj < 8; ++jj)
-#pragma unroll
-          for (int u = 0; u < 2; ++u) {
-            const int t = tr[u], p = 8 * jj + 2 * q;
-            if (t < rv) {
-              float d0, d1;
-              load2(Ys + t * kLY + p, d0, d1);
-              store2(dxg + t * gr.dx_sl + p, fmaf(Dh, d0, acc[jj][2 * u]), fmaf(Dh, d1, acc[jj][2 * u + 1]));
-            }
-          }
+        store_plus_skip(dxg, gr.dx_sl, acc, tr, rv, Ys, kLY, Dh);
         zero_acc(acc);
       }
     }

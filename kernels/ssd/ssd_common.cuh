@@ -198,6 +198,21 @@ MX_DEV uint32_t lds32(const bf16* p) {
 #endif
 }
 
+// acc (16 × 64) += af (an A fragment, 16 × 16) · B (16 × 64) from shared memory: pb is this lane's ldmatrix row
+// address for the first pair of n8 tiles and step the distance to the next pair (B stored [k][n] and read with
+// ldmatrix.trans when kTrans, step 16; B stored [n][k] otherwise, step 16 rows).
+template <bool kTrans>
+MX_DEV void mma_16x64(float (&acc)[8][4], const uint32_t (&af)[4], const bf16* pb, int step) {
+#pragma unroll
+  for (int jj = 0; jj < 8; jj += 2) {
+    uint32_t bb[4];
+    ldsm_x4<kTrans>(bb, pb + (jj / 2) * step);
+    const uint32_t b0[2] = {bb[0], bb[1]}, b1[2] = {bb[2], bb[3]};
+    mma_bf16(acc[jj], af, b0);
+    mma_bf16(acc[jj + 1], af, b1);
+  }
+}
+
 // acc (16 × 8·NI) += A (16 × 16·kb) · B (16·kb × 8·NI) from shared memory. A(m, k) is As[m·lda + k], or
 // As[k·lda + m] with kAT; B(k, n) is Bs[n·ldb + k], or Bs[k·ldb + n] with kBT (As / Bs point at element (0, 0) of
 // the warp's tile). bf16: ldmatrix (.trans for the transposed layouts; rows 16-byte aligned) and mma.sync;
@@ -407,6 +422,25 @@ MX_DEV void store2(float* p, float a, float b) {
 #else
   *reinterpret_cast<float2*>(p) = make_float2(a, b);
 #endif
+}
+
+// out[t][p] = acc + D·skip[t][p] for a warp's 16 × 64 accumulator tile (this lane's rows tr[0], tr[1], those < rv):
+// skip bf16 in shared memory (row stride ld), out in global memory (row stride ol).
+template <typename T>
+MX_DEV void store_plus_skip(T* out, int64_t ol, const float (&acc)[8][4], const int (&tr)[2], int rv,
+                            const bf16* skip, int ld, float D) {
+  const int q = lane_id() & 3;
+#pragma unroll
+  for (int jj = 0; jj < 8; ++jj)
+#pragma unroll
+    for (int u = 0; u < 2; ++u) {
+      const int t = tr[u], p = 8 * jj + 2 * q;
+      if (t < rv) {
+        float s0, s1;
+        load2(skip + t * ld + p, s0, s1);
+        store2(out + t * ol + p, fmaf(D, s0, acc[jj][2 * u]), fmaf(D, s1, acc[jj][2 * u + 1]));
+      }
+    }
 }
 
 // Raw 16-byte-aligned vectors of 8 source elements, loaded before any is used (loads in flight together).

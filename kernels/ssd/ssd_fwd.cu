@@ -228,14 +228,7 @@ __global__ void __launch_bounds__(256, 2) chunk_scan_warp_kernel(SsdArgs a, Dims
       for (int kk = 0; kk < 2; ++kk) {
         uint32_t af[4];
         ldsm_x4<false>(af, reinterpret_cast<const bf16*>(st) + ((mi & 1) * 8 + r8) * kStepLdC + 16 * kk + (mi >> 1) * 8);
-#pragma unroll
-        for (int jj = 0; jj < 8; jj += 2) {
-          uint32_t bb[4];
-          ldsm_x4<false>(bb, pbs + (jj / 2) * 16 * LS + 32 * i + 16 * kk);
-          const uint32_t b0[2] = {bb[0], bb[1]}, b1[2] = {bb[2], bb[3]};
-          mma_bf16(acc[jj], af, b0);
-          mma_bf16(acc[jj + 1], af, b1);
-        }
+        mma_16x64<false>(acc, af, pbs + 32 * i + 16 * kk, 16 * LS);
       }
       if (i == T1 - 1) {  // × exp(cs_r0)
         const float m = fast_exp2(scp[r0].x + scp[r0].y);
@@ -281,26 +274,9 @@ __global__ void __launch_bounds__(256, 2) chunk_scan_warp_kernel(SsdArgs a, Dims
           af[i4] = pack_bf16(v0, v1);
         }
       }
-#pragma unroll
-      for (int jj = 0; jj < 8; jj += 2) {
-        uint32_t bb[4];
-        ldsm_x4<true>(bb, pbx + s0b * kLX + (jj / 2) * 16);
-        const uint32_t b0[2] = {bb[0], bb[1]}, b1[2] = {bb[2], bb[3]};
-        mma_bf16(acc[jj], af, b0);
-        mma_bf16(acc[jj + 1], af, b1);
-      }
+      mma_16x64<true>(acc, af, pbx + s0b * kLX, 16);
       if (ks == rb) {  // the row block is complete: + D·x (x from the tile), store, start the next one
-#pragma unroll
-        for (int jj = 0; jj < 8; ++jj)
-#pragma unroll
-          for (int u = 0; u < 2; ++u) {
-            const int t = tr[u], p = 8 * jj + 2 * q;
-            if (t < rv) {
-              const uint32_t xx = lds32(Xs + t * kLX + p);
-              store2(yg + t * o.y_sl + p, fmaf(Dh, bf16_lo(xx), acc[jj][2 * u]),
-                     fmaf(Dh, bf16_hi(xx), acc[jj][2 * u + 1]));
-            }
-          }
+        store_plus_skip(yg, o.y_sl, acc, tr, rv, Xs, kLX, Dh);
         zero_acc(acc);
       }
     }
