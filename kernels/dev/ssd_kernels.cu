@@ -431,7 +431,8 @@ int main(int argc, char** argv) {
     else if (s == "--seed" && i + 1 < argc) seed = std::stoull(argv[++i]);
     else if (s == "--len" && i + 1 < argc) bench_lens = {std::stoll(argv[++i])};
     else {
-      std::fprintf(stderr, "usage: %s [--test] [--quick] [--bench] [--len L] [--profile] [--out DIR] [--seed S]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--test] [--quick] [--bench] [--len L] [--profile] [--out DIR] [--seed S]\n",
+                   argv[0]);
       return 2;
     }
   }

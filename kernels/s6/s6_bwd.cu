@@ -368,7 +368,8 @@ __global__ void __launch_bounds__(kThreads, kBwdCtasPerSm) s6_bwd_kernel(S6Input
       }
 #pragma unroll
       for (int m = 0; m < OPL; ++m)
-        if (lane % LPO == 0 && j * kT2 + ck[m] < nt) atomicAdd(reinterpret_cast<float4*>(cdst[m] + j * kT2 * N), part[m]);
+        if (lane % LPO == 0 && j * kT2 + ck[m] < nt)
+          atomicAdd(reinterpret_cast<float4*>(cdst[m] + j * kT2 * N), part[m]);
 
       // per (token, channel): operands first (after the barrier the next tile's staging may overwrite them)
       float fdt[FM], fg[FM];
