@@ -115,12 +115,7 @@ __global__ void __launch_bounds__(kThreads, kBwdCtasPerSm) s6_bwd_kernel(S6Input
   // computed per tile: 64-bit cursors would cost registers, the scarce resource here)
   int srow[IT], nv[IT];
 #pragma unroll
-  for (int j = 0; j < IT; ++j) {
-    const int item = tid + j * T;
-    const int64_t ce = e_blk + (item % CG) * VW;
-    srow[j] = item < kT * CG ? item / CG : kT;  // kT: no item
-    nv[j] = srow[j] < kT && ce < E ? int(E - ce < VW ? E - ce : VW) : 0;
-  }
+  for (int j = 0; j < IT; ++j) staging_item<CG, VW>(tid + j * T, e_blk, E, srow[j], nv[j]);
   // B / C items: 8 values of B (items < kT·N/8) or of C, token row bc_row, states [bn, bn + 8)
   constexpr int kBCHalf = kT * N / 8;
   int bc_row[BI];

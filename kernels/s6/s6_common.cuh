@@ -133,6 +133,16 @@ struct Raw<bf16, VW> {
   }
 };
 
+// Staging item `item` of a tile (items of VW consecutive channels of one token, CG per token): its token row (kT
+// when there is no such item) and the number nv of its channels below E (0 for none); returns its first channel.
+template <int CG, int VW>
+MX_DEV int64_t staging_item(int item, int64_t e_blk, int64_t E, int& row, int& nv) {
+  const int64_t ce = e_blk + (item % CG) * VW;
+  row = item < kT * CG ? item / CG : kT;
+  nv = row < kT && ce < E ? int(E - ce < VW ? E - ce : VW) : 0;
+  return ce;
+}
+
 // Stores a tile's B and C items into shared memory (s_B, s_C: (kT, N) floats each): item j of this thread (tid + j·T
 // of the 2·kT·N/8 items, B then C, 8 consecutive states each) holds token row bc_row[j] (kT: no item); rows past the
 // tile's nt valid tokens are stored as zeros.

@@ -117,10 +117,7 @@ __global__ void __launch_bounds__(kThreads, fwd_ctas_per_sm<IO>()) s6_fwd_kernel
   const int64_t z_sl = has_z ? in.z_sl : in.u_sl;
 #pragma unroll
   for (int j = 0; j < IT; ++j) {
-    const int item = tid + j * T;
-    const int64_t ce = e_blk + (item % CG) * VW;
-    row[j] = item < kT * CG ? item / CG : kT;  // kT: no item
-    nv[j] = row[j] < kT && ce < E ? int(E - ce < VW ? E - ce : VW) : 0;
+    const int64_t ce = staging_item<CG, VW>(tid + j * T, e_blk, E, row[j], nv[j]);
     const int64_t cs = nv[j] > 0 ? ce : 0;  // address-safe channel
     const int64_t t = t_begin + (row[j] < kT ? row[j] : 0);
     u_p[j] = u_base + t * in.u_sl + cs;
