@@ -8,9 +8,13 @@
 //             + exp(cs_end)·⟨G_c, S_in[c]⟩),   with dW_s = x_s·(B_s·G_cᵀ)
 //   ∂L/∂Δ_s (direct): Σ_t (dy_t·x_s)·CB_ts·L_ts + dW_s·exp(cs_end − cs_s)
 //   dΔ_u = direct_u + A·Σ_{t>=u} ∂L/∂cs_t;  d(dt)_u = dΔ_u·s·[dt_min <= sp <= dt_max]·σ(dt + bias);  ds += dΔ·clamp(sp)
+// The column sums need no elementwise products: with dxi_s = Σ_{t>=s} CB_ts·L_ts·dy_t (dx_s = Δ_s·dxi_s + ...),
+//   Σ_t T_ts = Δ_s·(x_s·dxi_s),   Σ_t (dy_t·x_s)·CB_ts·L_ts = x_s·dxi_s;
+// the chunk scan backward forms them with dx; the row sums Σ_s T_ts come from dcb_kernel with dCB.
 // Kernels: the forward stages 1–4 (S_in), the chunk states of (dy·exp(cs), C) and the reverse state passing
-// (G, dh0), dcb_kernel (dCB and the T sums, looping over the heads of a group), chunk_scan_bwd_kernel (dx and
-// the per-chunk terms; bf16 uses chunk_scan_bwd_async_kernel of ssd_bwd_scan.cuh), dbc_kernel (dB, dC: products summed over the heads of a group) and finalize_kernel.
+// (G, dh0), dcb_kernel (dCB and the T row sums, looping over the heads of a group), chunk_scan_bwd_kernel (dx and
+// the per-chunk terms; bf16 uses chunk_scan_bwd_async_kernel of ssd_bwd_scan.cuh), dbc_kernel (dB, dC: products
+// summed over the heads of a group) and finalize_kernel.
 // The per-position partial sums go to separate slots (plain stores; summed by finalize_kernel).
 #include "ssd/ssd_bwd_scan.cuh"
 #include "ssd/ssd_pass.cuh"
@@ -18,8 +22,8 @@
 namespace mx::kern::ssd {
 namespace {
 
-constexpr int kSlots = 14;  // 0–3: T row sums by source block; 4–7: −T column sums by target block;
-                            // 8–11: direct dΔ column sums by target block; 12: dcs from the chunk kernel; 13: dΔ
+constexpr int kSlots = 6;  // 0–3: T row sums by source block (dcb_kernel); 4: ∂L/∂cs, 5: direct ∂L/∂Δ (chunk
+                           // scan backward)
 
 struct BwdWs {
   FwdWs f;
@@ -44,136 +48,149 @@ BwdWs bwd_ws(const Dims& d, void* base) {
   return w;
 }
 
-// ---- dCB (fp32, summed over the heads of the group) for the 64 × 64 block (i, j), j <= i, and per head the
-// T row sums (slot j), −T column sums (slot 4 + i) and direct dΔ column sums (slot 8 + i).
-// Grid (10, nc, B·G), 128 threads: warp w owns rows 16w.. of the block.
-// Per head the dy / x tiles and the head's cumsum / Δ values arrive by cp.async into one of two buffers, the
-// next head's copies in flight while the current head is processed.
+// ---- dCB (fp32, summed over the heads of the group) for the 64 × 64 block (i, j), j <= i, and per head the T
+// row sums over the block's columns, Σ_s T_ts = Σ_s v_ts·CB_ts (slot j), with v_ts = (dy_t·x_s)·exp(cs_t − cs_s)·Δ_s
+// (s <= t) and dCB_ts = Σ_h v_ts. (The T column sums and the direct dΔ sums come from the chunk scan backward.)
+// Grid (10, nc, B·G), 128 threads: warp w owns rows 16w.. of the block. Per head the dy / x tiles and the head's
+// cumsum / Δ values arrive by cp.async into one of two buffers, the next head's copies in flight while the
+// current head is processed; one CTA barrier per head. The CB values of the thread's fragment are the same for
+// every head: they stay in registers. Smem 40 KB (bf16, 4 CTAs per SM) / 72 KB (fp32, 3 CTAs per SM).
+// The decay factors through a point e with s < e <= t, every factor <= 1 (cs is non-increasing):
+// exp(cs_t − cs_s) = rf_t·exp(cs_e − cs_s), rf_t = exp(cs_t − cs_e); e = 64i (the block's first row) off the
+// diagonal (i > j), e = 64i + 16w (the warp's first row) in the diagonal blocks, where only the 16 × 16 sub-block
+// s, t ∈ [e, e + 16) needs the exact exp(cs_t − cs_s) and the mask s <= t, and columns s >= e + 16 are zero.
+// Per head each warp computes its rf_t and cd_s = exp(cs_e − cs_s)·Δ_s into a private table; then left of e an
+// element costs t1 = dm·cd_s, dCB += t1·rf_t, rsum_t += t1·CB_ts (rsum_t times rf_t once per row).
 template <typename T>
 constexpr size_t dcb_buf_elems() {  // one buffer: dy [64][LD], x [64][LD] (T), then 5 × 64 floats
   return size_t(2 * 64) * ld_of<T>(64) + 5 * 64 * sizeof(float) / sizeof(T);
 }
 template <typename T>
-constexpr size_t dcb_smem() {
-  return 2 * dcb_buf_elems<T>() * sizeof(T) + (64 * 68 + 2 * 64 + 8 * 64) * sizeof(float);
+constexpr size_t dcb_smem() {  // two buffers, then per warp rf [16] and cd [64]
+  return 2 * dcb_buf_elems<T>() * sizeof(T) + 4 * 80 * sizeof(float);
 }
 
 template <typename T>
-__global__ void __launch_bounds__(128, 4) dcb_kernel(SsdArgs a, SsdBwdArgs gr, Dims d, const float* dtv,
-                                                     const float* cs2, const float* csl, const float* cb, float* dcb,
-                                                     float* slot) {
-  constexpr int LD = ld_of<T>(64), LC = 68;
+__global__ void __launch_bounds__(128, sizeof(T) == 2 ? 4 : 3)
+    dcb_kernel(SsdArgs a, SsdBwdArgs gr, Dims d, const float* dtv, const float* cs2, const float* csl, const float* cb,
+               float* dcb, float* slot) {
+  constexpr int LD = ld_of<T>(64);
   T* bufs = reinterpret_cast<T*>(dynamic_smem());
-  float* cbs = reinterpret_cast<float*>(bufs + 2 * dcb_buf_elems<T>());  // CB [t][s]
-  float* rowf = cbs + 64 * LC;  // decay factors of the current head
-  float* colf = rowf + 64;
-  float* colb = colf + 64;  // [warp][2][64]
   int i = 0, j = int(blockIdx.x);
   while (j > i) j -= ++i;
+  const bool diag = i == j;
   const int64_t c = blockIdx.y, b = blockIdx.z / d.G, g = blockIdx.z % d.G;
   const int64_t t0 = c * kQ + 64 * i, s0 = c * kQ + 64 * j;
   const int rvt = int(std::min<int64_t>(64, std::max<int64_t>(0, d.L - t0)));
-  const int rvs = int(std::min<int64_t>(64, std::max<int64_t>(0, d.L - s0)));
-  const int tid = int(threadIdx.x), w = warp_id(), l = lane_id(), gq = l >> 2, q = l & 3;
+  const int w = warp_id(), l = lane_id(), gq = l >> 2, q = l & 3;
   const int64_t ss = d.B * d.H * d.Lp;
+  float* rf = reinterpret_cast<float*>(bufs + 2 * dcb_buf_elems<T>()) + 80 * w;  // the warp's table
+  float* cd = rf + 16;
+  // e relative to the block's first row, and the number of columns left of it.
+  const int el = diag ? 16 * w : 0, ncl = diag ? 16 * w : 64;
   float acc[8][4];
   zero_acc(acc);
-  // Buffer parts: As = dy [t][p], Bs = x [s][p], then tH, tL (cumsum at rows t), sH, sL, sds (at columns s).
+  // Buffer parts: dy [t][p], x [s][p], then tH, tL (cumsum at rows t), sH, sL, sds (at columns s).
   auto part = [&](int k, int which) { return bufs + k * dcb_buf_elems<T>() + which * 64 * LD; };
   auto scal = [&](int k, int which) { return reinterpret_cast<float*>(part(k, 2)) + which * 64; };
+  // Copies: thread tid takes the 16-byte vector tid % CV of the tile rows tid / CV + RP·u, and (tid < 80) the
+  // vector tid % 16 of scalar array tid / 16.
+  constexpr int CV = kP * int(sizeof(T)) / 16, RP = 128 / CV;
+  const int tid = int(threadIdx.x), cr = tid / CV, cc = (tid % CV) * (16 / int(sizeof(T)));
+  const int rvs = int(std::min<int64_t>(64, d.L - s0)), sw = tid >> 4, sv = 4 * (tid & 15);
+  const float* ssrc = (sw == 4 ? dtv : sw & 1 ? csl : cs2) + c * kQ + 64 * (sw < 2 ? i : j) + sv;
   auto issue = [&](int64_t hh, int k) {
-    const int64_t h = g * d.hpg + hh, base = (b * d.H + h) * d.Lp + c * kQ;
-    copy_async(part(k, 0), LD, static_cast<const T*>(gr.dy) + b * gr.dy_sb + h * gr.dy_sh + t0 * gr.dy_sl,
-               gr.dy_sl, 64, kP, rvt);
-    copy_async(part(k, 1), LD, static_cast<const T*>(a.x) + b * a.x_sb + h * a.x_sh + s0 * a.x_sl, a.x_sl, 64, kP,
-               rvs);
-    copy_async(scal(k, 0), 64, cs2 + base + 64 * i, 0, 1, 64, 1);
-    copy_async(scal(k, 1), 64, csl + base + 64 * i, 0, 1, 64, 1);
-    copy_async(scal(k, 2), 64, cs2 + base + 64 * j, 0, 1, 64, 1);
-    copy_async(scal(k, 3), 64, csl + base + 64 * j, 0, 1, 64, 1);
-    copy_async(scal(k, 4), 64, dtv + base + 64 * j, 0, 1, 64, 1);
+    const int64_t h = g * d.hpg + hh;
+    // Row 0 of each tile (always valid: the source of the zero-filled rows), then this thread's rows.
+    const T* dy0 = static_cast<const T*>(gr.dy) + b * gr.dy_sb + h * gr.dy_sh + t0 * gr.dy_sl + cc;
+    const T* x0 = static_cast<const T*>(a.x) + b * a.x_sb + h * a.x_sh + s0 * a.x_sl + cc;
+    const T *dyr = dy0 + cr * gr.dy_sl, *xr = x0 + cr * a.x_sl;
+#pragma unroll
+    for (int u = 0; u < 64 / RP; ++u, dyr += RP * gr.dy_sl, xr += RP * a.x_sl) {
+      const int r = cr + RP * u;
+      cp_async16(part(k, 0) + r * LD + cc, r < rvt ? dyr : dy0, r < rvt);
+      cp_async16(part(k, 1) + r * LD + cc, r < rvs ? xr : x0, r < rvs);
+    }
+    if (tid < 80) cp_async16(scal(k, sw) + sv, ssrc + (b * d.H + h) * d.Lp, true);
     cp_async_commit();
   };
-  if (rvt > 0 && rvs > 0) {
-    copy_async(cbs, LC, cb + ((b * d.nc + c) * d.G + g) * kQ * kQ + 64 * i * kQ + 64 * j, kQ, 64, 64, 64);
+  if (rvt > 0) {  // then s0 <= t0 < L too
+    float cbr[8][4];  // CB_ts of the fragment (t = 16w + gq + 8u, s = 8jj + 2q + e within the block)
+    const float* cbg = cb + ((b * d.nc + c) * d.G + g) * kQ * kQ + (64 * i + 16 * w + gq) * kQ + 64 * j + 2 * q;
+#pragma unroll
+    for (int jj = 0; jj < 8; ++jj)
+#pragma unroll
+      for (int u = 0; u < 2; ++u) load2(cbg + 8 * u * kQ + 8 * jj, cbr[jj][2 * u], cbr[jj][2 * u + 1]);
     issue(0, 0);
     for (int64_t hh = 0; hh < d.hpg; ++hh) {
       const int k = int(hh & 1);
       const int64_t h = g * d.hpg + hh, base = (b * d.H + h) * d.Lp + c * kQ;
-      if (hh + 1 < d.hpg) {
-        issue(hh + 1, k ^ 1);
-        cp_async_wait_one();
-      } else {
-        cp_async_wait_all();
-      }
-      __syncthreads();
+      cp_async_wait_all();
+      __syncthreads();  // head hh's buffer is complete; every warp is done with the other one (head hh − 1)
+      if (hh + 1 < d.hpg) issue(hh + 1, k ^ 1);
       const float *tH = scal(k, 0), *tL = scal(k, 1), *sH = scal(k, 2), *sL = scal(k, 3), *sds = scal(k, 4);
-      if (i > j && tid < 64) {  // s < e = 64i <= t: exp(cs_t − cs_s) = exp(cs_t − cs_e)·exp(cs_e − cs_s)
-        rowf[tid] = dexp2(tH[tid], tL[tid], tH[0], tL[0]);
-        colf[tid] = dexp2(tH[0], tL[0], sH[tid], sL[tid]);
+      {
+        const float eH = tH[el], eL = tL[el];
+        if (l < 16) rf[l] = dexp2(tH[16 * w + l], tL[16 * w + l], eH, eL);
+#pragma unroll
+        for (int s = l; s < 64; s += 32)
+          if (s < ncl) cd[s] = dexp2(eH, eL, sH[s], sL[s]) * sds[s];
       }
-      __syncthreads();
-      float dm[8][4];
-      zero_acc(dm);
-      warp_mma<T, 8>(dm, part(k, 0) + 16 * w * LD, LD, part(k, 1), LD, 4);
-      float rsum[2] = {0.f, 0.f}, colT[8][2], colD[8][2];
+      warp_sync();
+      const float rft[2] = {rf[gq], rf[gq + 8]};
+      float rs[2] = {0.f, 0.f}, rsd[2] = {0.f, 0.f};  // row sums left of e (times rf_t later), diagonal sub-block
 #pragma unroll
-      for (int jj = 0; jj < 8; ++jj)
+      for (int nh = 0; nh < 2; ++nh) {  // columns 32nh .. 32nh + 31: dm = dy_t·x_s, then the elements
+        if (diag && 32 * nh >= 16 * w + 16) break;
+        float dm[4][4];
+        zero_acc(dm);
+        warp_mma<T, 4>(dm, part(k, 0) + 16 * w * LD, LD, part(k, 1) + 32 * nh * LD, LD, 4);
 #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          colT[jj][e] = colD[jj][e] = 0.f;
+        for (int jl = 0; jl < 4; ++jl) {
+          const int jj = 4 * nh + jl;
+          if (!diag || jj < 2 * w) {
+            float cd0, cd1;
+            load2(cd + 8 * jj + 2 * q, cd0, cd1);
 #pragma unroll
-          for (int u = 0; u < 2; ++u) {
-            const int tl = 16 * w + gq + 8 * u, sl = 8 * jj + 2 * q + e;
-            float decay;
-            if (i > j) decay = rowf[tl] * colf[sl];
-            else decay = sl <= tl ? dexp2(tH[tl], tL[tl], sH[sl], sL[sl]) : 0.f;
-            const float ev = dm[jj][2 * u + e] * decay;
-            const float cbv = cbs[tl * LC + sl], dts = sds[sl];
-            acc[jj][2 * u + e] = fmaf(ev, dts, acc[jj][2 * u + e]);
-            const float tt = ev * cbv * dts;
-            rsum[u] += tt;
-            colT[jj][e] += tt;
-            colD[jj][e] = fmaf(ev, cbv, colD[jj][e]);
+            for (int u = 0; u < 2; ++u)
+#pragma unroll
+              for (int e = 0; e < 2; ++e) {
+                const float t1 = dm[jl][2 * u + e] * (e ? cd1 : cd0);
+                acc[jj][2 * u + e] = fmaf(t1, rft[u], acc[jj][2 * u + e]);
+                rs[u] = fmaf(t1, cbr[jj][2 * u + e], rs[u]);
+              }
+          } else if (jj < 2 * w + 2) {  // the diagonal 16 × 16 sub-block
+#pragma unroll
+            for (int u = 0; u < 2; ++u)
+#pragma unroll
+              for (int e = 0; e < 2; ++e) {
+                const int tl = 16 * w + gq + 8 * u, sl = 8 * jj + 2 * q + e;
+                const float v =
+                    sl <= tl ? dm[jl][2 * u + e] * dexp2(tH[tl], tL[tl], sH[sl], sL[sl]) * sds[sl] : 0.f;
+                acc[jj][2 * u + e] += v;
+                rsd[u] = fmaf(v, cbr[jj][2 * u + e], rsd[u]);
+              }
           }
         }
+      }
 #pragma unroll
       for (int u = 0; u < 2; ++u) {
-        float r = rsum[u];
+        float r = fmaf(rs[u], rft[u], rsd[u]);
         r += shfl_xor(r, 1);
         r += shfl_xor(r, 2);
         if (q == 0) slot[j * ss + base + 64 * i + 16 * w + gq + 8 * u] = r;
       }
-#pragma unroll
-      for (int jj = 0; jj < 8; ++jj)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          float vT = colT[jj][e], vD = colD[jj][e];
-#pragma unroll
-          for (int m = 4; m < 32; m <<= 1) {
-            vT += shfl_xor(vT, m);
-            vD += shfl_xor(vD, m);
-          }
-          if (gq == 0) {
-            colb[(w * 2) * 64 + 8 * jj + 2 * q + e] = vT;
-            colb[(w * 2 + 1) * 64 + 8 * jj + 2 * q + e] = vD;
-          }
-        }
-      __syncthreads();
-      for (int r = tid; r < 64; r += int(blockDim.x)) {
-        float sT = 0.f, sD = 0.f;
-        for (int ww = 0; ww < 4; ++ww) sT += colb[(ww * 2) * 64 + r], sD += colb[(ww * 2 + 1) * 64 + r];
-        slot[(4 + i) * ss + base + 64 * j + r] = -sT;
-        slot[(8 + i) * ss + base + 64 * j + r] = sD;
-      }
-      __syncthreads();
     }
   }
   store_acc(dcb + ((b * d.nc + c) * d.G + g) * kQ * kQ + 64 * i * kQ + 64 * j, kQ, 16 * w, 0, acc, 64);
 }
 
-// ---- dx and the per-chunk cs / Δ terms (slots 12, 13) of one (chunk, head). Layout as the forward chunk scan
-// (warp w owns the row blocks w and 15 − w of the 256 × 64 tile, rows = source positions s).
+// ---- dx and the per-chunk ∂L/∂cs and direct ∂L/∂Δ terms (slots 4, 5) of one (chunk, head). Layout as the forward
+// chunk scan (warp w owns the row blocks w and 15 − w of the 256 × 64 tile, rows = source positions s). The rows
+// accumulate exp(cs_end − cs_s)·B_s·G_cᵀ ((a)) + dxi_s ((b)), dxi_s = Σ_{t>=s} CB_ts·L_ts·dy_t; then
+// x_s·acc_s = dW_s·exp(cs_end − cs_s) + q_s, where q_s = x_s·dxi_s = Σ_t (dy_t·x_s)·CB_ts·L_ts is the direct
+// ∂L/∂Δ_s of the intra-chunk term and Δ_s·q_s = Σ_t T_ts its T column sum: x_s·acc_s is the direct ∂L/∂Δ_s, and
+// −Δ_s·x_s·acc_s the −dW_s·W_s and −Σ_t T_ts terms of ∂L/∂cs_s; dx_s = Δ_s·acc_s + D·dy_s.
 template <typename T>
 constexpr size_t scan_bwd_smem() {
   return size_t(kQ + 64) * ld_of<T>(64) * sizeof(T) + (9 * kQ + 8) * sizeof(float);
@@ -217,8 +234,22 @@ __global__ void __launch_bounds__(256, 2) chunk_scan_bwd_kernel(SsdArgs a, SsdBw
   const T* xg = static_cast<const T*>(a.x) + b * a.x_sb + h * a.x_sh + c * kQ * a.x_sl;
   const T* dyg = static_cast<const T*>(gr.dy) + b * gr.dy_sb + h * gr.dy_sh + c * kQ * gr.dy_sl;
   const int64_t soff = ((b * d.nc + c) * d.H + h) * int64_t(kP) * N;
+  // Row t (this lane's row u of tile k) of acc·vᵀ for a row-major source v, reduced over the row's 4 lanes.
+  auto row_dot = [&](const T* src, int64_t ld, int k, int u) {
+    const int t = 16 * rbs[k] + gq + 8 * u;
+    float part = 0.f;
+    if (t < rv)
+#pragma unroll
+      for (int jj = 0; jj < 8; ++jj) {
+        float v0, v1;
+        load2(src + t * ld + 8 * jj + 2 * q, v0, v1);
+        part = fmaf(v0, acc[k][jj][2 * u], fmaf(v1, acc[k][jj][2 * u + 1], part));
+      }
+    part += shfl_xor(part, 1);
+    return part + shfl_xor(part, 2);
+  };
 
-  // (a) B_s·G_cᵀ, then dW_s = x_s·(B_s·G_cᵀ) and the W_s scaling.
+  // (a) B_s·G_cᵀ, then dW_s = x_s·(B_s·G_cᵀ) for Σ_s dW_s·W_s, and the rows times exp(cs_end − cs_s).
   const T* Bg = static_cast<const T*>(a.Bm) + b * a.B_sb + g * a.B_sg + c * kQ * a.B_sl;
   for (int nb = 0; nb < N; nb += 64) {
     stage<false>(As, LD, Bg + nb, a.B_sl, kQ, 64, rv, Identity{});
@@ -234,24 +265,10 @@ __global__ void __launch_bounds__(256, 2) chunk_scan_bwd_kernel(SsdArgs a, SsdBw
 #pragma unroll
     for (int u = 0; u < 2; ++u) {
       const int t = 16 * rbs[k] + gq + 8 * u;
-      float part = 0.f;
-      if (t < rv)
+      const float dW = row_dot(xg, a.x_sl, k, u);
+      if (q == 0) wsum += dW * sdec[t] * sdt[t];
 #pragma unroll
-        for (int jj = 0; jj < 8; ++jj) {
-          float x0, x1;
-          load2(xg + t * a.x_sl + 8 * jj + 2 * q, x0, x1);
-          part = fmaf(x0, acc[k][jj][2 * u], fmaf(x1, acc[k][jj][2 * u + 1], part));
-        }
-      part += shfl_xor(part, 1);
-      part += shfl_xor(part, 2);
-      const float Wt = sdec[t] * sdt[t];
-      if (q == 0) {
-        odcs[t] -= part * Wt;
-        oddt[t] += part * sdec[t];
-        wsum += part * Wt;
-      }
-#pragma unroll
-      for (int jj = 0; jj < 8; ++jj) acc[k][jj][2 * u] *= Wt, acc[k][jj][2 * u + 1] *= Wt;
+      for (int jj = 0; jj < 8; ++jj) acc[k][jj][2 * u] *= sdec[t], acc[k][jj][2 * u + 1] *= sdec[t];
     }
   wsum = warp_sum(wsum);
   if (l == 0) red[w] = wsum;
@@ -262,21 +279,22 @@ __global__ void __launch_bounds__(256, 2) chunk_scan_bwd_kernel(SsdArgs a, SsdBw
     odcs[kQ - 1] += s;
   }
 
-  // (b) Σ_{t>=s} M_ts·dy_t by target blocks of 64 tokens: the M tile [t][s] (rows of the block, columns s below
-  // its end) is read transposed. Left of the diagonal block the decay factors through e = t0 (block start).
+  // (b) dxi_s = Σ_{t>=s} CB_ts·L_ts·dy_t by target blocks of 64 tokens: the tile CB_ts·L_ts [t][s] (rows of the
+  // block, columns s below its end) is read transposed. Left of the diagonal block the decay factors through
+  // e = t0 (block start).
   const float* cbg = cb + ((b * d.nc + c) * d.G + g) * kQ * kQ;
   for (int jt = 0; jt < 4 && 64 * jt < rv; ++jt) {
     const int t0 = 64 * jt;
     if (t0 > 0) {
       const int i = int(threadIdx.x);
-      if (i < t0) colf[i] = dexp2(scs[t0], scl[t0], scs[i], scl[i]) * sdt[i];
+      if (i < t0) colf[i] = dexp2(scs[t0], scl[t0], scs[i], scl[i]);
       if (i >= t0 && i < t0 + 64) rowf[i] = dexp2(scs[i], scl[i], scs[t0], scl[t0]);
       __syncthreads();
     }
     stage<false>(As, LM, cbg + t0 * kQ, kQ, 64, t0 + 64, 64, [&](int r, int s, float v) {
       const int t = t0 + r;
       if (s < t0) return v * rowf[t] * colf[s];
-      return s <= t ? v * dexp2(scs[t], scl[t], scs[s], scl[s]) * sdt[s] : 0.f;
+      return s <= t ? v * dexp2(scs[t], scl[t], scs[s], scl[s]) : 0.f;
     });
     stage<false>(Bs, LD, dyg + t0 * gr.dy_sl, gr.dy_sl, 64, kP, rv - t0, Identity{});
     __syncthreads();
@@ -290,22 +308,29 @@ __global__ void __launch_bounds__(256, 2) chunk_scan_bwd_kernel(SsdArgs a, SsdBw
     __syncthreads();
   }
 
-  // dx = acc + D·dy.
+  // xa_s = x_s·acc_s: direct ∂L/∂Δ_s, and −Δ_s·xa_s into ∂L/∂cs_s; dx = Δ_s·acc + D·dy.
   const float Dh = a.D ? a.D[h] : 0.f;
   T* dxg = static_cast<T*>(gr.dx) + b * gr.dx_sb + h * gr.dx_sh + c * kQ * gr.dx_sl;
 #pragma unroll
   for (int k = 0; k < 2; ++k)
 #pragma unroll
-    for (int jj = 0; jj < 8; ++jj)
+    for (int u = 0; u < 2; ++u) {
+      const int t = 16 * rbs[k] + gq + 8 * u;
+      const float xa = row_dot(xg, a.x_sl, k, u);
+      if (q == 0) {
+        odcs[t] -= sdt[t] * xa;
+        oddt[t] = xa;
+      }
+      if (t < rv)
 #pragma unroll
-      for (int u = 0; u < 2; ++u) {
-        const int t = 16 * rbs[k] + gq + 8 * u, p = 8 * jj + 2 * q;
-        if (t < rv) {
+        for (int jj = 0; jj < 8; ++jj) {
+          const int p = 8 * jj + 2 * q;
           float d0, d1;
           load2(dyg + t * gr.dy_sl + p, d0, d1);
-          store2(dxg + t * gr.dx_sl + p, fmaf(Dh, d0, acc[k][jj][2 * u]), fmaf(Dh, d1, acc[k][jj][2 * u + 1]));
+          store2(dxg + t * gr.dx_sl + p, fmaf(Dh, d0, sdt[t] * acc[k][jj][2 * u]),
+                 fmaf(Dh, d1, sdt[t] * acc[k][jj][2 * u + 1]));
         }
-      }
+    }
 
   // (c) ∂L/∂cs_t += dy_t · y_off_t, y_off = exp(cs_t)·C_t·S_inᵀ.
   zero_acc(acc[0]);
@@ -325,23 +350,14 @@ __global__ void __launch_bounds__(256, 2) chunk_scan_bwd_kernel(SsdArgs a, SsdBw
 #pragma unroll
     for (int u = 0; u < 2; ++u) {
       const int t = 16 * rbs[k] + gq + 8 * u;
-      float part = 0.f;
-      if (t < rv)
-#pragma unroll
-        for (int jj = 0; jj < 8; ++jj) {
-          float d0, d1;
-          load2(dyg + t * gr.dy_sl + 8 * jj + 2 * q, d0, d1);
-          part = fmaf(d0, acc[k][jj][2 * u], fmaf(d1, acc[k][jj][2 * u + 1], part));
-        }
-      part += shfl_xor(part, 1);
-      part += shfl_xor(part, 2);
+      const float part = row_dot(dyg, gr.dy_sl, k, u);
       if (q == 0) odcs[t] += part;
     }
   __syncthreads();
   const int64_t ss = d.B * d.H * d.Lp;
   for (int t = int(threadIdx.x); t < kQ; t += int(blockDim.x)) {
-    slot[12 * ss + base + t] = odcs[t];
-    slot[13 * ss + base + t] = oddt[t];
+    slot[4 * ss + base + t] = odcs[t];
+    slot[5 * ss + base + t] = oddt[t];
   }
 }
 
@@ -419,13 +435,11 @@ __global__ void __launch_bounds__(kQ) finalize_kernel(SsdArgs a, SsdBwdArgs gr, 
   const int t = int(threadIdx.x);
   const int64_t c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, bh = b * d.H + h;
   const int64_t idx = bh * d.Lp + c * kQ + t, ss = d.B * d.H * d.Lp;
-  float dcs = slot[12 * ss + idx] + (t == kQ - 1 ? dcs_sp[bh * d.nc + c] : 0.f);
-  float ddl = slot[13 * ss + idx];
-#pragma unroll
-  for (int k = 0; k < 4; ++k) {
-    dcs += slot[k * ss + idx] + slot[(4 + k) * ss + idx];
-    ddl += slot[(8 + k) * ss + idx];
-  }
+  float dcs = slot[4 * ss + idx] + (t == kQ - 1 ? dcs_sp[bh * d.nc + c] : 0.f);
+  const float ddl = slot[5 * ss + idx];
+  // The T row sums: dcb_kernel writes slots 0 .. i for the rows of a block i = t / 64 that starts before L.
+  if (c * kQ + (t & ~63) < d.L)
+    for (int k = 0; k <= t / 64; ++k) dcs += slot[k * ss + idx];
   sc[kQ - 1 - t] = dcs;
   __syncthreads();
   for (int off = 1; off < kQ; off <<= 1) {
@@ -464,8 +478,6 @@ cudaError_t launch_bwd(const SsdArgs& a, const SsdBwdArgs& gr, void* ws, cudaStr
   const unsigned nc = unsigned(d.nc), H = unsigned(d.H), B = unsigned(d.B), BG = unsigned(d.B * d.G);
   cudaError_t err = launch_prefix<T, N>(a, d, w.f, nullptr, st);
   if (err != cudaSuccess) return err;
-  const size_t ss = size_t(d.B * d.H * d.Lp);
-  if ((err = cudaMemsetAsync(w.slot, 0, 12 * ss * sizeof(float), st)) != cudaSuccess) return err;
   if ((err = cudaMemsetAsync(w.dcs_sp, 0, size_t(d.B * d.H * d.nc) * sizeof(float), st)) != cudaSuccess) return err;
   if (gr.dscale && (err = cudaMemsetAsync(gr.dscale, 0, size_t(d.H) * sizeof(double), st)) != cudaSuccess) return err;
   // R_c into G, then the reverse state passing turns it into G_c (and dh0).

@@ -1,22 +1,28 @@
 // bf16 backward chunk scan (included by ssd_bwd.cu; same math and outputs as chunk_scan_bwd_kernel there): dx and
-// the per-chunk ∂L/∂cs and direct ∂L/∂Δ terms (slots 12, 13) of one (chunk, head), on warp-private cp.async streams
+// the per-chunk ∂L/∂cs and direct ∂L/∂Δ terms (slots 4, 5) of one (chunk, head), on warp-private cp.async streams
 // as the forward's chunk_scan_warp_kernel (ssd_fwd.cu). Warp w owns the 16-row blocks w and 15 − w of the 256 × 64
 // tile (rows = source positions s). The operands shared by all warps are loaded once: the dy tile (B operand of
 // (b), and dy for the dot products and D·dy) and S_in, then G_c, rounded to bf16 (B operands of (c) and (a)); each
 // warp streams the rows it alone uses (C rows, B rows, CB column strips) one k16 step at a time through
 // scan_bwd_steps<N>() private buffers, synchronised with __syncwarp only, so that no warp waits for another's share
 // of a phase. Two phases, each balanced over the warps, with one CTA barrier between them (G_c replaces S_in):
-//   1. per row block, (c): ∂L/∂cs_t += exp(cs_t)·dy_t·(C_t·S_inᵀ)                                      (slot 12)
-//   2. per row block, (a): B_s·G_cᵀ, dW_s = x_s·(B_s·G_cᵀ): ∂L/∂cs_s −= dW_s·W_s, ∂L/∂Δ_s = dW_s·exp(cs_end − cs_s)
-//      (slot 13); then (b) Σ_{t>=s} M_ts·dy_t by target blocks of 16 tokens t, the diagonal block last, where the
-//      A operand A(s, t) = M_ts is read transposed from the raw fp32 CB rows t; dx = W_s·(B_s·G_cᵀ) + (b) + D·dy.
+//   1. per row block, (c): ∂L/∂cs_t = exp(cs_t)·dy_t·(C_t·S_inᵀ)                                        (slot 4)
+//   2. per row block, (a): B_s·G_cᵀ, dW_s = x_s·(B_s·G_cᵀ) for Σ_s dW_s·W_s; then (b) dxi_s = Σ_{t>=s} CB_ts·L_ts·dy_t
+//      by target blocks of 16 tokens t, the diagonal block last, where the A operand A(s, t) = CB_ts·L_ts is read
+//      transposed from the raw fp32 CB rows t. The rows then hold acc_s = exp(cs_end − cs_s)·B_s·G_cᵀ + dxi_s and
+//      xa_s = x_s·acc_s = dW_s·exp(cs_end − cs_s) + x_s·dxi_s is the direct ∂L/∂Δ_s (slot 5; x_s·dxi_s =
+//      Σ_t (dy_t·x_s)·CB_ts·L_ts), −Δ_s·xa_s the −dW_s·W_s and −Σ_t T_ts terms of ∂L/∂cs_s (slot 4; Δ_s·x_s·dxi_s =
+//      Σ_t T_ts); dx = Δ_s·acc_s + D·dy.
 // In phase 2 the decay is factored through the row block's end e = r0 + 16 (kQ − 1 for the last row block; every
-// factor <= 1): for s < e <= t, exp(cs_t − cs_s) = exp(cs_t − cs_e)·exp(cs_e − cs_s) and W_s = exp(cs_end − cs_e)·
-// exp(cs_e − cs_s)·Δ_s, so the warp accumulates
+// factor <= 1): for s < e <= t, exp(cs_t − cs_s) = exp(cs_t − cs_e)·exp(cs_e − cs_s), so the warp accumulates
 //   exp(cs_end − cs_e)·B_s·G_cᵀ + Σ_{t >= e} CB_ts·exp(cs_t − cs_e)·dy_t,
-// multiplies its rows by exp(cs_e − cs_s)·Δ_s and adds the diagonal block with the exact exp(cs_t − cs_s)·Δ_s. Off
-// the diagonal an A-fragment element costs one multiply by exp(cs_t − cs_e) = rowf_t·exp(cs_t0 − cs_e) (t0 the
-// start of t's 16-token block); the fp32 CB values are rounded to bf16 once.
+// multiplies its rows by exp(cs_e − cs_s) and adds the diagonal block with the exact exp(cs_t − cs_s) (Δ_s stays
+// out of the accumulator, as it can be 0). Off the diagonal an A-fragment element costs one multiply by
+// exp(cs_t − cs_e) = rowf_t·exp(cs_t0 − cs_e) (t0 the start of t's 16-token block).
+// The A operand of (b) is carried as bf16 hi + lo (two products per step): Δ_s·x_s·dxi_s is the T column sum that
+// cancels against dcb_kernel's fp32 row sums in the reverse cumsum of ∂L/∂cs; one bf16 rounding of CB_ts·L_ts
+// made the dΔ error 3–100× larger on the emulator's test cases (L = 520: rel. rms of d(dt) 4.4e-3 -> 2.5e-2, of
+// d(scale) 6e-4 -> 9e-2). With hi + lo the errors are those of fp32 column sums (dx: slightly smaller).
 // Smem 91 / 99 / 105 KB for N = 64 / 128 / 256 (4, 4, 3 step buffers per warp).
 #pragma once
 #include "ssd/ssd_pass.cuh"
@@ -40,6 +46,21 @@ constexpr size_t scan_bwd_async_smem() {
          size_t(kQ) * (sizeof(float2) + 4 * sizeof(float)) + 8 * sizeof(float);
 }
 
+// acc (16 × 64) += (ahi + alo)·B for an A fragment carried as the sum of two bf16 fragments (its fp32 value to
+// ~2^-17 relative), B = dy [k][n] in shared memory read with ldmatrix.trans (pb as in mma_16x64<true>, step 16).
+MX_DEV void mma_16x64_hilo(float (&acc)[8][4], const uint32_t (&ahi)[4], const uint32_t (&alo)[4], const bf16* pb) {
+#pragma unroll
+  for (int jj = 0; jj < 8; jj += 2) {
+    uint32_t bb[4];
+    ldsm_x4<true>(bb, pb + (jj / 2) * 16);
+    const uint32_t b0[2] = {bb[0], bb[1]}, b1[2] = {bb[2], bb[3]};
+    mma_bf16(acc[jj], ahi, b0);
+    mma_bf16(acc[jj + 1], ahi, b1);
+    mma_bf16(acc[jj], alo, b0);
+    mma_bf16(acc[jj + 1], alo, b1);
+  }
+}
+
 template <int N>
 __global__ void __launch_bounds__(256, 2) chunk_scan_bwd_async_kernel(SsdArgs a, SsdBwdArgs gr, Dims d,
                                                                       const float* dtv, const float* cs2,
@@ -54,9 +75,9 @@ __global__ void __launch_bounds__(256, 2) chunk_scan_bwd_async_kernel(SsdArgs a,
   float2* scp = reinterpret_cast<float2*>(steps + 8 * KS * kBwdStepBytes);  // cumsum (hi, lo)
   float* sdt = reinterpret_cast<float*>(scp + kQ);                           // Δ
   float* rowf = sdt + kQ;   // exp(cs_t − cs_t0), t0 the start of t's 16-token block
-  float* odcs = rowf + kQ;  // slot 12 (row t written by the warp that owns it)
-  float* oddt = odcs + kQ;  // slot 13
-  float* red = oddt + kQ;   // per warp: Σ dW_s·W_s (slot 12 of the chunk's last position)
+  float* odcs = rowf + kQ;  // slot 4 (row t written by the warp that owns it)
+  float* oddt = odcs + kQ;  // slot 5
+  float* red = oddt + kQ;   // per warp: Σ dW_s·W_s (slot 4 of the chunk's last position)
   const int64_t c = grid_chunk(d), h = grid_head(d), b = blockIdx.z, g = h / d.hpg;
   const int64_t base = (b * d.H + h) * d.Lp + c * kQ;
   const int rv = int(std::min<int64_t>(kQ, d.L - c * kQ));
@@ -151,6 +172,23 @@ __global__ void __launch_bounds__(256, 2) chunk_scan_bwd_async_kernel(SsdArgs a,
   float acc[8][4];
   zero_acc(acc);
   float wsum = 0.f;
+  // Rows tr[u] of acc·vᵀ for a row-major source v (rows < rv), reduced over the row's 4 lanes.
+  auto row_dots = [&](const bf16* src, int64_t ld, const int (&tr)[2], float (&part)[2]) {
+#pragma unroll
+    for (int u = 0; u < 2; ++u) {
+      const int t = tr[u];
+      part[u] = 0.f;
+      if (t < rv)
+#pragma unroll
+        for (int jj = 0; jj < 8; ++jj) {
+          float v0, v1;
+          load2(src + t * ld + 8 * jj + 2 * q, v0, v1);
+          part[u] = fmaf(v0, acc[jj][2 * u], fmaf(v1, acc[jj][2 * u + 1], part[u]));
+        }
+      part[u] += shfl_xor(part[u], 1);
+      part[u] += shfl_xor(part[u], 2);
+    }
+  };
   for (int s = 0; s < nsteps; ++s) {
     if (s + KS - 1 < nsteps) issue(s + KS - 1, (s + KS - 1) % KS);
     cp_async_commit();
@@ -169,39 +207,18 @@ __global__ void __launch_bounds__(256, 2) chunk_scan_bwd_async_kernel(SsdArgs a,
       ldsm_x4<false>(af, reinterpret_cast<const bf16*>(st) + ((mi & 1) * 8 + r8) * kRowStepLd + (mi >> 1) * 8);
       mma_16x64<false>(acc, af, pbs + 16 * i, 16 * LS);
       if (i == T1 - 1) {
-        // Row t's dot product with dy_t (c) or x_t (a), reduced over the 4 lanes of the row.
-        float part[2];
-#pragma unroll
-        for (int u = 0; u < 2; ++u) {
-          const int t = tr[u];
-          part[u] = 0.f;
-          if (t < rv)
-#pragma unroll
-            for (int jj = 0; jj < 8; ++jj) {
-              float v0, v1;
-              if (kind == 0) load2(Ys + t * kLY + 8 * jj + 2 * q, v0, v1);
-              else load2(xg + t * a.x_sl + 8 * jj + 2 * q, v0, v1);
-              part[u] = fmaf(v0, acc[jj][2 * u], fmaf(v1, acc[jj][2 * u + 1], part[u]));
-            }
-          part[u] += shfl_xor(part[u], 1);
-          part[u] += shfl_xor(part[u], 2);
-        }
-        if (kind == 0) {  // (c) complete: ∂L/∂cs_t = exp(cs_t)·dy_t·(C_t·S_inᵀ), the first term of slot 12
+        float part[2];  // row t's dot product with dy_t (c) or x_t (a)
+        if (kind == 0) row_dots(Ys, kLY, tr, part);
+        else row_dots(xg, a.x_sl, tr, part);
+        if (kind == 0) {  // (c) complete: ∂L/∂cs_t = exp(cs_t)·dy_t·(C_t·S_inᵀ), the first term of slot 4
           if (q == 0)
 #pragma unroll
             for (int u = 0; u < 2; ++u) odcs[tr[u]] = part[u] * fast_exp2(scp[tr[u]].x + scp[tr[u]].y);
           zero_acc(acc);
         } else {  // (a) complete: dW_s = part; the rows keep exp(cs_end − cs_e)·B_s·G_cᵀ
+          if (q == 0)
 #pragma unroll
-          for (int u = 0; u < 2; ++u) {
-            const int t = tr[u];
-            const float dec = dexp(kQ - 1, t), Wt = dec * sdt[t];
-            if (q == 0) {
-              odcs[t] -= part[u] * Wt;
-              oddt[t] = part[u] * dec;
-              wsum += part[u] * Wt;
-            }
-          }
+            for (int u = 0; u < 2; ++u) wsum += part[u] * dexp(kQ - 1, tr[u]) * sdt[tr[u]];
           const float m = dexp(kQ - 1, e);
 #pragma unroll
           for (int j = 0; j < 8; ++j)
@@ -213,10 +230,10 @@ __global__ void __launch_bounds__(256, 2) chunk_scan_bwd_async_kernel(SsdArgs a,
       const int t0 = 16 * i;
       const bool diag = i == rb;
       float cf[2][2] = {{0.f, 0.f}, {0.f, 0.f}};
-      if (diag) {  // rows × exp(cs_e − cs_s)·Δ_s before the diagonal block
+      if (diag) {  // rows × exp(cs_e − cs_s) before the diagonal block
 #pragma unroll
         for (int u = 0; u < 2; ++u) {
-          const float m = dexp(e, tr[u]) * sdt[tr[u]];
+          const float m = dexp(e, tr[u]);
 #pragma unroll
           for (int j = 0; j < 8; ++j) acc[j][2 * u] *= m, acc[j][2 * u + 1] *= m;
         }
@@ -230,21 +247,35 @@ __global__ void __launch_bounds__(256, 2) chunk_scan_bwd_async_kernel(SsdArgs a,
         }
       }
       const float* stf = reinterpret_cast<const float*>(st);
-      uint32_t af[4];
+      uint32_t af[4], al[4];
 #pragma unroll
-      for (int i4 = 0; i4 < 4; ++i4) {  // A(s, t) = M_ts from the CB tile [t][s]
+      for (int i4 = 0; i4 < 4; ++i4) {  // A(s, t) = CB_ts·L_ts from the CB tile [t][s]
         const int sl = gq + 8 * (i4 & 1), tc = 2 * q + 8 * (i4 >> 1), sa = r0 + sl, t = t0 + tc;
         float v0 = stf[tc * kCbStepLd + sl], v1 = stf[(tc + 1) * kCbStepLd + sl];
         if (!diag) {
           v0 *= cf[i4 >> 1][0], v1 *= cf[i4 >> 1][1];
         } else {
-          v0 = sa <= t ? v0 * dexp(t, sa) * sdt[sa] : 0.f;
-          v1 = sa <= t + 1 ? v1 * dexp(t + 1, sa) * sdt[sa] : 0.f;
+          v0 = sa <= t ? v0 * dexp(t, sa) : 0.f;
+          v1 = sa <= t + 1 ? v1 * dexp(t + 1, sa) : 0.f;
         }
         af[i4] = pack_bf16(v0, v1);
+        al[i4] = pack_bf16(v0 - bf16_lo(af[i4]), v1 - bf16_hi(af[i4]));
       }
-      mma_16x64<true>(acc, af, pby + t0 * kLY, 16);
-      if (diag) {  // the row block is complete: dx = acc + D·dy (dy from the tile), store, start the next one
+      mma_16x64_hilo(acc, af, al, pby + t0 * kLY);
+      if (diag) {  // the row block is complete: xa_s = x_s·acc_s into slots 4, 5; dx = Δ_s·acc + D·dy (dy from
+                   // the tile), store, start the next one
+        float xa[2];
+        row_dots(xg, a.x_sl, tr, xa);
+#pragma unroll
+        for (int u = 0; u < 2; ++u) {
+          const float dts = sdt[tr[u]];
+          if (q == 0) {
+            odcs[tr[u]] -= dts * xa[u];
+            oddt[tr[u]] = xa[u];
+          }
+#pragma unroll
+          for (int j = 0; j < 8; ++j) acc[j][2 * u] *= dts, acc[j][2 * u + 1] *= dts;
+        }
         store_plus_skip(dxg, gr.dx_sl, acc, tr, rv, Ys, kLY, Dh);
         zero_acc(acc);
       }
@@ -252,7 +283,7 @@ __global__ void __launch_bounds__(256, 2) chunk_scan_bwd_async_kernel(SsdArgs a,
     warp_sync();
   }
 
-  // Slots 12, 13; the chunk's last position also gets Σ_s dW_s·W_s (the gradient of cs_end through W).
+  // Slots 4, 5; the chunk's last position also gets Σ_s dW_s·W_s (the gradient of cs_end through W).
   wsum = warp_sum(wsum);
   if (l == 0) red[w] = wsum;
   __syncthreads();
@@ -261,8 +292,8 @@ __global__ void __launch_bounds__(256, 2) chunk_scan_bwd_async_kernel(SsdArgs a,
     float v = odcs[t];
     if (t == kQ - 1)
       for (int ww = 0; ww < 8; ++ww) v += red[ww];
-    slot[12 * ss + base + t] = v;
-    slot[13 * ss + base + t] = oddt[t];
+    slot[4 * ss + base + t] = v;
+    slot[5 * ss + base + t] = oddt[t];
   }
 }
 
