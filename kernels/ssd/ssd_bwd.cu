@@ -13,8 +13,8 @@
 // the chunk scan backward forms them with dx; the row sums Σ_s T_ts come from dcb_kernel with dCB.
 // Kernels: the forward stages 1–4 (S_in), the chunk states of (dy·exp(cs), C) and the reverse state passing
 // (G, dh0), dcb_kernel (dCB and the T row sums, looping over the heads of a group), chunk_scan_bwd_kernel (dx and
-// the per-chunk terms; bf16 uses chunk_scan_bwd_async_kernel of ssd_bwd_scan.cuh), dbc_kernel (dB, dC: products
-// summed over the heads of a group) and finalize_kernel.
+// the per-chunk terms; bf16 uses chunk_scan_bwd_async_kernel of ssd_bwd_scan.cuh), the dB and dC kernels (products
+// summed over the heads of a group: dbc_async_kernel for bf16, dbc_kernel for fp32) and finalize_kernel.
 // The per-position partial sums go to separate slots (plain stores; summed by finalize_kernel).
 #include "ssd/ssd_bwd_scan.cuh"
 #include "ssd/ssd_pass.cuh"
@@ -361,7 +361,7 @@ __global__ void __launch_bounds__(256, 2) chunk_scan_bwd_kernel(SsdArgs a, SsdBw
   }
 }
 
-// ---- dB (kC = false, rows s) or dC (kC = true, rows t) for a 64-row block i of a chunk and group:
+// ---- fp32 I/O: dB (kC = false, rows s) or dC (kC = true, rows t) for a 64-row block i of a chunk and group:
 //   dB_s = Σ_h W_s·x_s·G_c + Σ_{t-blocks >= i} dCBᵀ·C;    dC_t = Σ_h exp(cs_t)·dy_t·S_in + Σ_{s-blocks <= i} dCB·B.
 // Grid (4, nc, B·G), 256 threads: warp w owns rows 16·(w%4).. and columns (w/4)·N/2 ...
 template <typename T, int N>
@@ -423,6 +423,204 @@ __global__ void __launch_bounds__(256, 2) dbc_kernel(SsdArgs a, SsdBwdArgs gr, D
   }
   float* out = (kC ? gr.dC : gr.dB) + ((b * d.L + r0) * d.G + g) * N;
   store_acc(out, d.G * N, 16 * rb, half * (N / 2), acc, rvi);
+}
+
+// ---- dB / dC for bf16 I/O (the fp32 path uses dbc_kernel above): one CTA per (chunk, group, column slice n0 ..
+// n0 + NC of N, NC = min(N, 128)) holds all 256 rows, so each G / S_in tile is read once (dbc_kernel reads it once
+// per 64-row block). Grid (N / NC, nc, B·G), 512 threads, 1 CTA per SM. Phases through a kDbcStages-buffer cp.async
+// ring (cp_async_ring: one CTA barrier per phase, the next two phases' copies in flight):
+//   - the dCB products in steps of 32 tokens k (t for dB, s for dC): A = dCB (fp32, only the blocks at or below
+//     the diagonal, which dcb_kernel writes), B = C rows t (dB) or B rows s (dC), bf16;
+//   - one phase per head h of the group: A = x rows s (dB) or dy rows t (dC), bf16, B = G_c or S_in[c] [p][n], fp32.
+// The fp32 operands are rounded to bf16 as the fragments are built. The row scale (W_s = exp(cs_end − cs_s)·Δ_s for
+// dB, exp(cs_t) for dC) is applied to the A fragments in registers (bf16 -> fp32, multiply, round to nearest: the
+// bits that dbc_kernel stages) rather than to a per-head fp32 product, which would need a second set of
+// accumulators (64 more registers per thread at N = 128, over the 128 that 512 threads allow). The head's cumsum
+// (and Δ) travel with the phase before it; after that phase's barrier threads 0..255 turn them into the 256 row
+// scales (a double-buffered smem array), which the head's phase reads after its own barrier.
+// Warps: CG = NC / 32 column groups × 16 / CG row groups; warp w owns rows 16·MI·(w / CG) .. (MI = 4 at NC = 128,
+// 2 at NC = 64: a whole 64-row block or half of one) and columns 32·(w % CG) .. of the slice. Within those 32
+// columns the n8 tile u ∈ 0..3 of the MMA holds the columns 4c + u (c = 0..7), so that the B fragments of the four
+// tiles come from one 16-byte load per row k of the fp32 G / S_in tile (8 bytes of the bf16 C / B tile), and a lane
+// ends up with 8 consecutive columns per row (two 16-byte stores).
+template <int N>
+struct DbcShape {
+  static constexpr int NC = N < 128 ? N : 128, CG = NC / 32, RG = 16 / CG, WR = kQ / RG, MI = WR / 16;
+  static constexpr int LX = 72, LG = NC + 4, LV = NC + 8;  // row strides: x / dy (bf16), G / S_in (fp32), C / B (bf16)
+  static constexpr int LDB = 260, LDC = 40;  // dCB step tile: dB [32 t][s] (LDB), dC [256 t][32 s] (LDC), fp32
+  // A buffer: head phase X [kQ][LX] bf16 | S [kP][LG] fp32, or dCB phase D (dCB tile) | V [32][LV] bf16; then the
+  // next head's cumsum hi, lo (and Δ) [3][kQ] at kSc.
+  static constexpr size_t kX = size_t(kQ) * LX * 2, kS = size_t(kP) * LG * 4, kD = size_t(kQ) * LDC * 4;
+  static_assert(size_t(32) * LDB <= size_t(kQ) * LDC, "both dCB step tiles fit the dC size");
+  static constexpr size_t kSc = kX + kS > kD + size_t(32) * LV * 2 ? kX + kS : kD + size_t(32) * LV * 2;
+  static constexpr size_t buf = kSc + 3 * kQ * 4;
+};
+constexpr int kDbcStages = 3;
+template <int N>
+constexpr size_t dbc_async_smem() {  // 218 KB (N >= 128), 170 KB (N = 64)
+  return kDbcStages * DbcShape<N>::buf + 2 * kQ * sizeof(float);
+}
+
+template <int N, bool kC>
+__global__ void __launch_bounds__(512, 1) dbc_async_kernel(SsdArgs a, SsdBwdArgs gr, Dims d, const float* dtv,
+                                                           const float* cs2, const float* csl, const float* Sin,
+                                                           const float* Gst, const float* dcb) {
+  using Sh = DbcShape<N>;
+  constexpr int NC = Sh::NC, CG = Sh::CG, WR = Sh::WR, MI = Sh::MI, LX = Sh::LX, LG = Sh::LG, LV = Sh::LV;
+  constexpr int LDB = Sh::LDB, LDC = Sh::LDC;
+  unsigned char* bufs = dynamic_smem();
+  float* rsc = reinterpret_cast<float*>(bufs + kDbcStages * Sh::buf);  // [2][kQ] row scales of a head
+  const int64_t c = blockIdx.y, b = blockIdx.z / d.G, g = blockIdx.z % d.G, n0 = int64_t(blockIdx.x) * NC;
+  const int rv = int(std::min<int64_t>(kQ, d.L - c * kQ));
+  const int tid = int(threadIdx.x), w = warp_id(), l = lane_id(), gq = l >> 2, q = l & 3;
+  const int row0 = WR * (w / CG), blk = row0 / 64, nw = 32 * (w % CG);  // the warp's rows, their 64-row block
+  const int nk = (rv + 31) / 32, P = nk + int(d.hpg);  // nk >= 1 dCB phases, then the heads
+  // A: rows s of x (dB) or t of dy (dC); V: rows t of C (dB) or s of B (dC); state: G_c (dB) or S_in[c] (dC).
+  const bf16* A0 = kC ? static_cast<const bf16*>(gr.dy) + b * gr.dy_sb + c * kQ * gr.dy_sl
+                      : static_cast<const bf16*>(a.x) + b * a.x_sb + c * kQ * a.x_sl;
+  const int64_t a_sl = kC ? gr.dy_sl : a.x_sl, a_sh = kC ? gr.dy_sh : a.x_sh;
+  const bf16* V0 = kC ? static_cast<const bf16*>(a.Bm) + b * a.B_sb + g * a.B_sg + c * kQ * a.B_sl + n0
+                      : static_cast<const bf16*>(a.Cm) + b * a.C_sb + g * a.C_sg + c * kQ * a.C_sl + n0;
+  const int64_t v_sl = kC ? a.B_sl : a.C_sl;
+  const float* S0 = (kC ? Sin : Gst) + (b * d.nc + c) * d.H * int64_t(kP) * N + n0;
+  const float* dcbg = dcb + ((b * d.nc + c) * d.G + g) * kQ * kQ;
+  const int64_t h0 = g * d.hpg, cbase = (b * d.H + h0) * d.Lp + c * kQ;
+  // This thread's 16-byte vectors of a head phase: A rows xr + 64·i, columns xc ..; state rows sr + SR·i, columns
+  // sn ..; vector tid % 64 of the cumsum hi / lo / Δ array tid / 64 (kScal arrays).
+  constexpr int SR = 512 / (NC / 4), kScal = kC ? 2 : 3;
+  const int xr = tid >> 3, xc = 8 * (tid & 7), sr = tid / (NC / 4), sn = 4 * (tid % (NC / 4));
+  const float* csrc = tid < 64 ? cs2 : tid < 128 ? csl : dtv;
+
+  auto issue = [&](int p, int k) {
+    unsigned char* sb = bufs + k * Sh::buf;
+    if (p < nk) {  // dCB step: contraction tokens k0 .. k0 + 31, in the 64-token block p / 2
+      const int k0 = 32 * p, kb = p / 2;
+      float* D = reinterpret_cast<float*>(sb);
+      // Rows t >= rv are zero-filled (the same as dcb_kernel's values there).
+      if (kC)  // dCB [t][s] rows t >= 64·kb (the blocks at or below the diagonal), columns s = k0 ..
+        copy_async(D + 64 * kb * LDC, LDC, dcbg + 64 * kb * kQ + k0, kQ, kQ - 64 * kb, 32, rv - 64 * kb);
+      else  // dCB rows t = k0 .., columns s < 64·(kb + 1)
+        copy_async(D, LDB, dcbg + k0 * kQ, kQ, 32, 64 * (kb + 1), rv - k0);
+      copy_tile_async<NC, 512>(reinterpret_cast<bf16*>(sb + Sh::kD), LV, V0 + k0 * v_sl, v_sl, 32, rv - k0);
+    } else {
+      const int64_t h = h0 + p - nk;
+      bf16* X = reinterpret_cast<bf16*>(sb) + xr * LX + xc;
+      const bf16* xs = A0 + h * a_sh + xc;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const bool ok = xr + 64 * i < rv;
+        cp_async16(X + 64 * i * LX, xs + (ok ? (xr + 64 * i) * a_sl : 0), ok);
+      }
+      float* S = reinterpret_cast<float*>(sb + Sh::kX) + sr * LG + sn;
+      const float* ss = S0 + h * kP * N + sn;
+#pragma unroll
+      for (int i = 0; i < kP / SR; ++i) cp_async16(S + SR * i * LG, ss + (sr + SR * i) * N, true);
+    }
+    if (p + 1 >= nk && p + 1 < P && tid < 64 * kScal)  // the next head's cumsum (and Δ)
+      cp_async16(reinterpret_cast<float*>(sb + Sh::kSc) + 4 * tid, csrc + cbase + (p + 1 - nk) * d.Lp + 4 * (tid & 63),
+                 true);
+  };
+
+  float acc[MI][4][4];
+#pragma unroll
+  for (int mi = 0; mi < MI; ++mi) zero_acc(acc[mi]);
+  auto compute = [&](int p, int k) {
+    const unsigned char* sb = bufs + k * Sh::buf;
+    if (p + 1 >= nk && p + 1 < P && tid < kQ) {  // row scales of the next head
+      const float* sc = reinterpret_cast<const float*>(sb + Sh::kSc);
+      rsc[((p + 1) & 1) * kQ + tid] = kC ? fast_exp2(sc[tid] + sc[kQ + tid])
+                                         : dexp2(sc[kQ - 1], sc[2 * kQ - 1], sc[tid], sc[kQ + tid]) * sc[2 * kQ + tid];
+    }
+    if (p < nk) {
+      const int kb = p / 2;
+      if (kC ? blk < kb : blk > kb) return;  // dC: rows t below the step's block; dB: rows s above it
+      const float* D = reinterpret_cast<const float*>(sb);
+      const bf16* V = reinterpret_cast<const bf16*>(sb + Sh::kD) + 2 * q * LV + nw + 4 * gq;
+#pragma unroll 1
+      for (int ks = 0; ks < 2; ++ks) {
+        // B(k, n) = V[k][n]: rows 2q, 2q + 1 (bf[u][0]) and 2q + 8, 2q + 9 (bf[u][1]), column 4·gq + u of tile u.
+        uint32_t v[4][2], bf[4][2];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) lds64(V + (16 * ks + (i & 1) + 8 * (i >> 1)) * LV, v[i][0], v[i][1]);
+#pragma unroll
+        for (int j = 0; j < 2; ++j)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            bf[2 * e][j] = (v[2 * j][e] & 0xffffu) | (v[2 * j + 1][e] << 16);
+            bf[2 * e + 1][j] = (v[2 * j][e] >> 16) | (v[2 * j + 1][e] & 0xffff0000u);
+          }
+#pragma unroll
+        for (int mi = 0; mi < MI; ++mi) {
+          const int m = row0 + 16 * mi + gq;
+          uint32_t af[4];  // af[i]: row m + 8·(i & 1), columns k 2q + 8·(i >> 1), + 1
+          if (kC) {        // A(t, s) = dCB[t][s]: pairs along s are adjacent
+            const float* pa = D + m * LDC + 16 * ks + 2 * q;
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+              float lo, hi;
+              load2(pa + (i & 1) * 8 * LDC + (i >> 1) * 8, lo, hi);
+              af[i] = pack_bf16(lo, hi);
+            }
+          } else {  // A(s, t) = dCB[t][s]: pairs along t are rows apart
+            const float* pa = D + (16 * ks + 2 * q) * LDB + m;
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+              const float* pi = pa + (i & 1) * 8 + (i >> 1) * 8 * LDB;
+              af[i] = pack_bf16(pi[0], pi[LDB]);
+            }
+          }
+#pragma unroll
+          for (int u = 0; u < 4; ++u) mma_bf16(acc[mi][u], af, bf[u]);
+        }
+      }
+    } else {
+      const float* rs = rsc + (p & 1) * kQ + row0 + gq;  // scale of row row0 + 16·mi + gq + 8·i: rs[16·mi + 8·i]
+      const bf16* pa = reinterpret_cast<const bf16*>(sb) + (row0 + ((l >> 3) & 1) * 8 + (l & 7)) * LX + (l >> 4) * 8;
+      const float* S = reinterpret_cast<const float*>(sb + Sh::kX) + 2 * q * LG + nw + 4 * gq;
+#pragma unroll
+      for (int ks = 0; ks < 4; ++ks) {
+        // B(p, n) = S[p][n]: rows 2q, 2q + 1 (bf[u][0]) and 2q + 8, 2q + 9 (bf[u][1]), column 4·gq + u of tile u.
+        uint32_t bf[4][2];
+#pragma unroll
+        for (int j = 0; j < 2; ++j) {
+          float f0[4], f1[4];
+          load4(S + (16 * ks + 8 * j) * LG, f0);
+          load4(S + (16 * ks + 8 * j + 1) * LG, f1);
+#pragma unroll
+          for (int u = 0; u < 4; ++u) bf[u][j] = pack_bf16(f0[u], f1[u]);
+        }
+#pragma unroll
+        for (int mi = 0; mi < MI; ++mi) {
+          uint32_t af[4];  // ldmatrix: af[i] holds row gq + 8·(i & 1)
+          ldsm_x4<false>(af, pa + 16 * mi * LX + 16 * ks);
+#pragma unroll
+          for (int i = 0; i < 4; ++i) {
+            const float sc = rs[16 * mi + 8 * (i & 1)];
+            af[i] = pack_bf16(bf16_lo(af[i]) * sc, bf16_hi(af[i]) * sc);
+          }
+#pragma unroll
+          for (int u = 0; u < 4; ++u) mma_bf16(acc[mi][u], af, bf[u]);
+        }
+      }
+    }
+  };
+  cp_async_ring<kDbcStages>(P, issue, compute);
+
+  // acc[mi][u][2i + e]: row row0 + 16·mi + gq + 8·i, column nw + 8q + 4e + u.
+  float* out = (kC ? gr.dC : gr.dB) + ((b * d.L + c * kQ) * d.G + g) * N + n0 + nw + 8 * q;
+#pragma unroll
+  for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int r = row0 + 16 * mi + gq + 8 * i;
+      if (r >= rv) continue;
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const float v[4] = {acc[mi][0][2 * i + e], acc[mi][1][2 * i + e], acc[mi][2][2 * i + e],
+                            acc[mi][3][2 * i + e]};
+        store4(out + int64_t(r) * d.G * N + 4 * e, v);
+      }
+    }
 }
 
 // ---- Sums the slots per position, reverse cumsum of ∂L/∂cs within the chunk, dΔ, then d(dt) and d(scale).
@@ -505,15 +703,29 @@ cudaError_t launch_bwd(const SsdArgs& a, const SsdBwdArgs& gr, void* ws, cudaStr
               static_cast<const float*>(w.f.S), static_cast<const float*>(w.G), w.f.cb, w.slot);
   }
   mark("bwd_chunk_scan", st);
-  auto k8b = dbc_kernel<T, N, false>;
-  auto k8c = dbc_kernel<T, N, true>;
-  const size_t sm8 = dbc_smem<T, N>();
-  if ((err = set_smem(k8b, sm8)) != cudaSuccess || (err = set_smem(k8c, sm8)) != cudaSuccess) return err;
-  MX_LAUNCH(k8b, dim3(4, nc, BG), dim3(256), sm8, st, a, gr, d, w.f.dtv, w.f.cs2, w.f.csl,
-            static_cast<const float*>(w.f.S), static_cast<const float*>(w.G), static_cast<const float*>(w.dcb));
+  // dB, then dC: dbc_async_kernel for bf16, dbc_kernel for fp32.
+  auto launch_dbc = [&](auto kc) -> cudaError_t {
+    constexpr bool kC = decltype(kc)::value != 0;
+    cudaError_t e = cudaSuccess;
+    if constexpr (std::is_same_v<T, bf16>) {
+      auto k8 = dbc_async_kernel<N, kC>;
+      const size_t sm = dbc_async_smem<N>();
+      const unsigned slices = unsigned(N / DbcShape<N>::NC);
+      if ((e = set_smem(k8, sm)) != cudaSuccess) return e;
+      MX_LAUNCH(k8, dim3(slices, nc, BG), dim3(512), sm, st, a, gr, d, w.f.dtv, w.f.cs2, w.f.csl,
+                static_cast<const float*>(w.f.S), static_cast<const float*>(w.G), static_cast<const float*>(w.dcb));
+    } else {
+      auto k8 = dbc_kernel<T, N, kC>;
+      const size_t sm = dbc_smem<T, N>();
+      if ((e = set_smem(k8, sm)) != cudaSuccess) return e;
+      MX_LAUNCH(k8, dim3(4, nc, BG), dim3(256), sm, st, a, gr, d, w.f.dtv, w.f.cs2, w.f.csl,
+                static_cast<const float*>(w.f.S), static_cast<const float*>(w.G), static_cast<const float*>(w.dcb));
+    }
+    return cudaGetLastError();
+  };
+  if ((err = launch_dbc(IntTag<0>{})) != cudaSuccess) return err;
   mark("bwd_dB", st);
-  MX_LAUNCH(k8c, dim3(4, nc, BG), dim3(256), sm8, st, a, gr, d, w.f.dtv, w.f.cs2, w.f.csl,
-            static_cast<const float*>(w.f.S), static_cast<const float*>(w.G), static_cast<const float*>(w.dcb));
+  if ((err = launch_dbc(IntTag<1>{})) != cudaSuccess) return err;
   mark("bwd_dC", st);
   auto k9 = finalize_kernel<T>;
   MX_LAUNCH(k9, dim3(nc, H, B), dim3(kQ), kQ * sizeof(float) + 8 * sizeof(double), st, a, gr, d,

@@ -198,6 +198,17 @@ MX_DEV uint32_t lds32(const bf16* p) {
 #endif
 }
 
+// Two consecutive 32-bit words at p (8-byte aligned, shared memory): 4 bf16.
+MX_DEV void lds64(const bf16* p, uint32_t& x, uint32_t& y) {
+#ifdef MX_CPU_EMU
+  memcpy(&x, p, 4);
+  memcpy(&y, p + 2, 4);
+#else
+  const uint2 v = *reinterpret_cast<const uint2*>(p);
+  x = v.x, y = v.y;
+#endif
+}
+
 // acc (16 × 64) += af (an A fragment, 16 × 16) · B (16 × 64) from shared memory: pb is this lane's ldmatrix row
 // address for the first pair of n8 tiles and step the distance to the next pair (B stored [k][n] and read with
 // ldmatrix.trans when kTrans, step 16; B stored [n][k] otherwise, step 16 rows).
@@ -309,6 +320,27 @@ MX_DEV void cp_async_pipeline(int P, Issue&& issue, Compute&& compute) {
     __syncthreads();
     compute(p, p % kStages);
     __syncthreads();
+  }
+}
+
+// The same with one CTA barrier per phase: after phase p's barrier (its copies visible, every warp done with phase
+// p − 1) the copies of phase p + kStages − 1 go into the buffer of phase p − 1, so kStages − 1 phases are in flight
+// while phase p computes.
+template <int kStages, class Issue, class Compute>
+MX_DEV void cp_async_ring(int P, Issue&& issue, Compute&& compute) {
+  static_assert(kStages >= 2, "at least two buffers");
+#pragma unroll
+  for (int p = 0; p < kStages - 1; ++p) {
+    if (p < P) issue(p, p);
+    cp_async_commit();
+  }
+  for (int p = 0; p < P; ++p) {
+    cp_async_wait<kStages - 2>();
+    __syncthreads();
+    const int next = p + kStages - 1;
+    if (next < P) issue(next, next % kStages);
+    cp_async_commit();
+    compute(p, p % kStages);
   }
 }
 
