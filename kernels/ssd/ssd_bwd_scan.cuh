@@ -3,8 +3,8 @@
 // as the forward's chunk_scan_warp_kernel (ssd_fwd.cu). Warp w owns the 16-row blocks w and 15 − w of the 256 × 64
 // tile (rows = source positions s). The operands shared by all warps are loaded once: the dy tile (B operand of
 // (b), and dy for the dot products and D·dy) and S_in, then G_c, rounded to bf16 (B operands of (c) and (a)); each
-// warp streams the rows it alone uses (C rows, B rows, CB column strips) one k16 step at a time through
-// scan_bwd_steps<N>() private buffers, synchronised with __syncwarp only, so that no warp waits for another's share
+// warp streams the rows it alone uses (C and B rows in steps of 32 columns, CB column strips in steps of 16 target
+// tokens) through scan_bwd_steps<N>() private buffers, synchronised with __syncwarp only, so that no warp waits for another's share
 // of a phase. Two phases, each balanced over the warps, with one CTA barrier between them (G_c replaces S_in):
 //   1. per row block, (c): ∂L/∂cs_t = exp(cs_t)·dy_t·(C_t·S_inᵀ)                                        (slot 4)
 //   2. per row block, (a): B_s·G_cᵀ, dW_s = x_s·(B_s·G_cᵀ) for Σ_s dW_s·W_s; then (b) dxi_s = Σ_{t>=s} CB_ts·L_ts·dy_t
@@ -35,7 +35,7 @@ constexpr int scan_bwd_steps() {
   return N <= 128 ? 4 : 3;
 }
 constexpr int kLY = 72;         // dy tile row stride (bf16)
-constexpr int kRowStepLd = 24;  // C / B step tile (bf16, 16 rows × 16 columns n) row stride
+constexpr int kRowStepLd = 40;  // C / B step tile (bf16, 16 rows × 32 columns n) row stride
 constexpr int kCbStepLd = 20;   // CB step tile (fp32, 16 rows t × 16 columns s) row stride: ≡ 20 mod 32, so that
                                 // the transposed fragment reads (rows 2q, columns g) hit distinct banks
 constexpr size_t kBwdStepBytes = size_t(16) * kCbStepLd * sizeof(float);
@@ -67,7 +67,7 @@ __global__ void __launch_bounds__(256, 2) chunk_scan_bwd_async_kernel(SsdArgs a,
                                                                       const float* csl, const float* Sin,
                                                                       const float* Gst, const float* cb,
                                                                       float* slot) {
-  constexpr int LS = N + 8, KS = scan_bwd_steps<N>(), T1 = N / 16;
+  constexpr int LS = N + 8, KS = scan_bwd_steps<N>(), T1 = N / 32;  // T1: steps of 32 columns n of C / B
   unsigned char* sm = dynamic_smem();
   bf16* Ys = reinterpret_cast<bf16*>(sm);  // dy [t][p] of the chunk, rows >= rv zero
   bf16* Ss = Ys + kQ * kLY;                // [p][n], bf16: S_in in phase 1, G_c in phase 2
@@ -110,7 +110,8 @@ __global__ void __launch_bounds__(256, 2) chunk_scan_bwd_async_kernel(SsdArgs a,
 
   // The warp's steps. Phase 1: (c) for row block w (T1 steps), then for 15 − w. Phase 2: row block w ((a): T1
   // steps, (b): the 16 − w target blocks 15, 14, ..., w), then row block 15 − w (T1, then w + 1 target blocks).
-  // kind 0: C rows (c), 1: B rows (a), 2: CB strip (b); i: the k16 step over N (kinds 0, 1) or the target block.
+  // kind 0: C rows (c), 1: B rows (a), 2: CB strip (b); i: the 32-column step over N (kinds 0, 1) or the target
+  // block.
   unsigned char* mine = steps + w * KS * kBwdStepBytes;
   const int n1 = 2 * T1, n2 = T1 + 16 - w, nsteps = n1 + n2 + T1 + w + 1;
   auto decode = [&](int s, int& kind, int& rb, int& i) {
@@ -130,13 +131,17 @@ __global__ void __launch_bounds__(256, 2) chunk_scan_bwd_async_kernel(SsdArgs a,
     decode(s, kind, rb, i);
     const int r0 = 16 * rb;
     unsigned char* dst = mine + buf * kBwdStepBytes;
-    if (kind < 2) {  // C / B rows r0 .. r0 + 15, columns 16i ..: lane = (row, half)
+    if (kind < 2) {  // C / B rows r0 .. r0 + 15, columns 32i ..: lane = (row, quarter), rows row and row + 8
       const bf16* src = kind == 0 ? Cg : Bg;
       const int64_t ld = kind == 0 ? a.C_sl : a.B_sl;
-      const int row = l >> 1, cv = (l & 1) * 8;
-      const bool ok = r0 + row < rv;
-      cp_async16(reinterpret_cast<bf16*>(dst) + row * kRowStepLd + cv, ok ? src + (r0 + row) * ld + 16 * i + cv : src,
-                 ok);
+      const int row = l >> 2, cv = (l & 3) * 8;
+      bf16* dd = reinterpret_cast<bf16*>(dst) + row * kRowStepLd + cv;
+#pragma unroll
+      for (int hr = 0; hr < 2; ++hr) {
+        const int r = r0 + row + 8 * hr;
+        const bool ok = r < rv;
+        cp_async16(dd + 8 * hr * kRowStepLd, ok ? src + r * ld + 32 * i + cv : src, ok);
+      }
     } else {  // CB rows t of target block i, columns s = r0 .. r0 + 15: lane = (row, quarter), rows row and row + 8
       const int row = l >> 2, cv = (l & 3) * 4;
       const float* src = cbg + (16 * i + row) * kQ + r0 + cv;
@@ -202,10 +207,14 @@ __global__ void __launch_bounds__(256, 2) chunk_scan_bwd_async_kernel(SsdArgs a,
     decode(s, kind, rb, i);
     const int r0 = 16 * rb, e = std::min(r0 + 16, kQ - 1), tr[2] = {r0 + gq, r0 + gq + 8};
     const unsigned char* st = mine + (s % KS) * kBwdStepBytes;
-    if (kind < 2) {  // k16 step i of C_t·S_inᵀ (c) or B_s·G_cᵀ (a)
-      uint32_t af[4];
-      ldsm_x4<false>(af, reinterpret_cast<const bf16*>(st) + ((mi & 1) * 8 + r8) * kRowStepLd + (mi >> 1) * 8);
-      mma_16x64<false>(acc, af, pbs + 16 * i, 16 * LS);
+    if (kind < 2) {  // 32-column step i of C_t·S_inᵀ (c) or B_s·G_cᵀ (a)
+#pragma unroll
+      for (int kk = 0; kk < 2; ++kk) {
+        uint32_t af[4];
+        ldsm_x4<false>(af, reinterpret_cast<const bf16*>(st) + ((mi & 1) * 8 + r8) * kRowStepLd + 16 * kk +
+                               (mi >> 1) * 8);
+        mma_16x64<false>(acc, af, pbs + 32 * i + 16 * kk, 16 * LS);
+      }
       if (i == T1 - 1) {
         float part[2];  // row t's dot product with dy_t (c) or x_t (a)
         if (kind == 0) row_dots(Ys, kLY, tr, part);
