@@ -25,12 +25,17 @@ namespace {
 constexpr int kSlots = 6;  // 0–3: T row sums by source block (dcb_kernel); 4: ∂L/∂cs, 5: direct ∂L/∂Δ (chunk
                            // scan backward)
 
+// bf16 I/O also has S_in and G_c in bf16 (the B operands of the bf16 chunk scan backward and dB / dC kernels):
+// S16 after the floats, G16 in the fp32 region of f.S (the forward prefix's chunk states, unused once S16 is
+// written).
 struct BwdWs {
   FwdWs f;
   float *G, *dcb, *slot, *dcs_sp;
   size_t floats;
+  bf16 *S16 = nullptr, *G16 = nullptr;
+  size_t bytes;
 };
-BwdWs bwd_ws(const Dims& d, void* base) {
+BwdWs bwd_ws(const Dims& d, void* base, bool b16) {
   BwdWs w;
   w.f = fwd_ws(d, base);
   float* p = static_cast<float*>(base);
@@ -45,6 +50,14 @@ BwdWs bwd_ws(const Dims& d, void* base) {
   w.slot = take(size_t(kSlots) * d.B * d.H * d.Lp);
   w.dcs_sp = take(size_t(d.B * d.H * d.nc));
   w.floats = off;
+  w.bytes = off * sizeof(float);
+  if (b16) {
+    if (base) {
+      w.S16 = reinterpret_cast<bf16*>(p + off);
+      w.G16 = reinterpret_cast<bf16*>(w.f.S);
+    }
+    w.bytes += size_t(d.B * d.nc * d.H) * kP * d.N * sizeof(bf16);
+  }
   return w;
 }
 
@@ -431,8 +444,9 @@ __global__ void __launch_bounds__(256, 2) dbc_kernel(SsdArgs a, SsdBwdArgs gr, D
 // ring (cp_async_ring: one CTA barrier per phase, the next two phases' copies in flight):
 //   - the dCB products in steps of 32 tokens k (t for dB, s for dC): A = dCB (fp32, only the blocks at or below
 //     the diagonal, which dcb_kernel writes), B = C rows t (dB) or B rows s (dC), bf16;
-//   - one phase per head h of the group: A = x rows s (dB) or dy rows t (dC), bf16, B = G_c or S_in[c] [p][n], fp32.
-// The fp32 operands are rounded to bf16 as the fragments are built. The row scale (W_s = exp(cs_end − cs_s)·Δ_s for
+//   - one phase per head h of the group: A = x rows s (dB) or dy rows t (dC), B = G_c or S_in[c] [p][n], all bf16
+//     (the state passes write G_c and S_in in bf16 for the bf16 path: the bits the fp32 values would round to).
+// The fp32 dCB operand is rounded to bf16 as the fragments are built. The row scale (W_s = exp(cs_end − cs_s)·Δ_s for
 // dB, exp(cs_t) for dC) is applied to the A fragments in registers (bf16 -> fp32, multiply, round to nearest: the
 // bits that dbc_kernel stages) rather than to a per-head fp32 product, which would need a second set of
 // accumulators (64 more registers per thread at N = 128, over the 128 that 512 threads allow). The head's cumsum
@@ -441,32 +455,32 @@ __global__ void __launch_bounds__(256, 2) dbc_kernel(SsdArgs a, SsdBwdArgs gr, D
 // Warps: CG = NC / 32 column groups × 16 / CG row groups; warp w owns rows 16·MI·(w / CG) .. (MI = 4 at NC = 128,
 // 2 at NC = 64: a whole 64-row block or half of one) and columns 32·(w % CG) .. of the slice. Within those 32
 // columns the n8 tile u ∈ 0..3 of the MMA holds the columns 4c + u (c = 0..7), so that the B fragments of the four
-// tiles come from one 16-byte load per row k of the fp32 G / S_in tile (8 bytes of the bf16 C / B tile), and a lane
-// ends up with 8 consecutive columns per row (two 16-byte stores).
+// tiles come from one 8-byte load per row k of the bf16 G / S_in and C / B tiles, and a lane ends up with 8
+// consecutive columns per row (two 16-byte stores).
 template <int N>
 struct DbcShape {
   static constexpr int NC = N < 128 ? N : 128, CG = NC / 32, RG = 16 / CG, WR = kQ / RG, MI = WR / 16;
-  static constexpr int LX = 72, LG = NC + 4, LV = NC + 8;  // row strides: x / dy (bf16), G / S_in (fp32), C / B (bf16)
+  static constexpr int LX = 72, LV = NC + 8;  // row strides (bf16): x / dy; G / S_in and C / B
   static constexpr int LDB = 260, LDC = 40;  // dCB step tile: dB [32 t][s] (LDB), dC [256 t][32 s] (LDC), fp32
-  // A buffer: head phase X [kQ][LX] bf16 | S [kP][LG] fp32, or dCB phase D (dCB tile) | V [32][LV] bf16; then the
+  // A buffer: head phase X [kQ][LX] bf16 | S [kP][LV] bf16, or dCB phase D (dCB tile) | V [32][LV] bf16; then the
   // next head's cumsum hi, lo (and Δ) [3][kQ] at kSc.
-  static constexpr size_t kX = size_t(kQ) * LX * 2, kS = size_t(kP) * LG * 4, kD = size_t(kQ) * LDC * 4;
+  static constexpr size_t kX = size_t(kQ) * LX * 2, kS = size_t(kP) * LV * 2, kD = size_t(kQ) * LDC * 4;
   static_assert(size_t(32) * LDB <= size_t(kQ) * LDC, "both dCB step tiles fit the dC size");
   static constexpr size_t kSc = kX + kS > kD + size_t(32) * LV * 2 ? kX + kS : kD + size_t(32) * LV * 2;
   static constexpr size_t buf = kSc + 3 * kQ * 4;
 };
 constexpr int kDbcStages = 3;
 template <int N>
-constexpr size_t dbc_async_smem() {  // 218 KB (N >= 128), 170 KB (N = 64)
+constexpr size_t dbc_async_smem() {  // 170 KB (N >= 128), 146 KB (N = 64)
   return kDbcStages * DbcShape<N>::buf + 2 * kQ * sizeof(float);
 }
 
 template <int N, bool kC>
 __global__ void __launch_bounds__(512, 1) dbc_async_kernel(SsdArgs a, SsdBwdArgs gr, Dims d, const float* dtv,
-                                                           const float* cs2, const float* csl, const float* Sin,
-                                                           const float* Gst, const float* dcb) {
+                                                           const float* cs2, const float* csl, const bf16* Sin,
+                                                           const bf16* Gst, const float* dcb) {
   using Sh = DbcShape<N>;
-  constexpr int NC = Sh::NC, CG = Sh::CG, WR = Sh::WR, MI = Sh::MI, LX = Sh::LX, LG = Sh::LG, LV = Sh::LV;
+  constexpr int NC = Sh::NC, CG = Sh::CG, WR = Sh::WR, MI = Sh::MI, LX = Sh::LX, LV = Sh::LV;
   constexpr int LDB = Sh::LDB, LDC = Sh::LDC;
   unsigned char* bufs = dynamic_smem();
   float* rsc = reinterpret_cast<float*>(bufs + kDbcStages * Sh::buf);  // [2][kQ] row scales of a head
@@ -482,13 +496,13 @@ __global__ void __launch_bounds__(512, 1) dbc_async_kernel(SsdArgs a, SsdBwdArgs
   const bf16* V0 = kC ? static_cast<const bf16*>(a.Bm) + b * a.B_sb + g * a.B_sg + c * kQ * a.B_sl + n0
                       : static_cast<const bf16*>(a.Cm) + b * a.C_sb + g * a.C_sg + c * kQ * a.C_sl + n0;
   const int64_t v_sl = kC ? a.B_sl : a.C_sl;
-  const float* S0 = (kC ? Sin : Gst) + (b * d.nc + c) * d.H * int64_t(kP) * N + n0;
+  const bf16* S0 = (kC ? Sin : Gst) + (b * d.nc + c) * d.H * int64_t(kP) * N + n0;
   const float* dcbg = dcb + ((b * d.nc + c) * d.G + g) * kQ * kQ;
   const int64_t h0 = g * d.hpg, cbase = (b * d.H + h0) * d.Lp + c * kQ;
   // This thread's 16-byte vectors of a head phase: A rows xr + 64·i, columns xc ..; state rows sr + SR·i, columns
   // sn ..; vector tid % 64 of the cumsum hi / lo / Δ array tid / 64 (kScal arrays).
-  constexpr int SR = 512 / (NC / 4), kScal = kC ? 2 : 3;
-  const int xr = tid >> 3, xc = 8 * (tid & 7), sr = tid / (NC / 4), sn = 4 * (tid % (NC / 4));
+  constexpr int SR = 512 / (NC / 8), kScal = kC ? 2 : 3;
+  const int xr = tid >> 3, xc = 8 * (tid & 7), sr = tid / (NC / 8), sn = 8 * (tid % (NC / 8));
   const float* csrc = tid < 64 ? cs2 : tid < 128 ? csl : dtv;
 
   auto issue = [&](int p, int k) {
@@ -511,10 +525,10 @@ __global__ void __launch_bounds__(512, 1) dbc_async_kernel(SsdArgs a, SsdBwdArgs
         const bool ok = xr + 64 * i < rv;
         cp_async16(X + 64 * i * LX, xs + (ok ? (xr + 64 * i) * a_sl : 0), ok);
       }
-      float* S = reinterpret_cast<float*>(sb + Sh::kX) + sr * LG + sn;
-      const float* ss = S0 + h * kP * N + sn;
+      bf16* S = reinterpret_cast<bf16*>(sb + Sh::kX) + sr * LV + sn;
+      const bf16* ss = S0 + h * kP * N + sn;
 #pragma unroll
-      for (int i = 0; i < kP / SR; ++i) cp_async16(S + SR * i * LG, ss + (sr + SR * i) * N, true);
+      for (int i = 0; i < kP / SR; ++i) cp_async16(S + SR * i * LV, ss + (sr + SR * i) * N, true);
     }
     if (p + 1 >= nk && p + 1 < P && tid < 64 * kScal)  // the next head's cumsum (and Δ)
       cp_async16(reinterpret_cast<float*>(sb + Sh::kSc) + 4 * tid, csrc + cbase + (p + 1 - nk) * d.Lp + 4 * (tid & 63),
@@ -576,18 +590,21 @@ __global__ void __launch_bounds__(512, 1) dbc_async_kernel(SsdArgs a, SsdBwdArgs
     } else {
       const float* rs = rsc + (p & 1) * kQ + row0 + gq;  // scale of row row0 + 16·mi + gq + 8·i: rs[16·mi + 8·i]
       const bf16* pa = reinterpret_cast<const bf16*>(sb) + (row0 + ((l >> 3) & 1) * 8 + (l & 7)) * LX + (l >> 4) * 8;
-      const float* S = reinterpret_cast<const float*>(sb + Sh::kX) + 2 * q * LG + nw + 4 * gq;
+      const bf16* S = reinterpret_cast<const bf16*>(sb + Sh::kX) + 2 * q * LV + nw + 4 * gq;
 #pragma unroll
       for (int ks = 0; ks < 4; ++ks) {
         // B(p, n) = S[p][n]: rows 2q, 2q + 1 (bf[u][0]) and 2q + 8, 2q + 9 (bf[u][1]), column 4·gq + u of tile u.
         uint32_t bf[4][2];
 #pragma unroll
         for (int j = 0; j < 2; ++j) {
-          float f0[4], f1[4];
-          load4(S + (16 * ks + 8 * j) * LG, f0);
-          load4(S + (16 * ks + 8 * j + 1) * LG, f1);
+          uint32_t r0[2], r1[2];  // rows 2q + 8j and + 1: columns (4gq, 4gq + 1), (4gq + 2, 4gq + 3)
+          lds64(S + (16 * ks + 8 * j) * LV, r0[0], r0[1]);
+          lds64(S + (16 * ks + 8 * j + 1) * LV, r1[0], r1[1]);
 #pragma unroll
-          for (int u = 0; u < 4; ++u) bf[u][j] = pack_bf16(f0[u], f1[u]);
+          for (int e = 0; e < 2; ++e) {
+            bf[2 * e][j] = (r0[e] & 0xffffu) | (r1[e] << 16);
+            bf[2 * e + 1][j] = (r0[e] >> 16) | (r1[e] & 0xffff0000u);
+          }
         }
 #pragma unroll
         for (int mi = 0; mi < MI; ++mi) {
@@ -672,30 +689,38 @@ __global__ void __launch_bounds__(kQ) finalize_kernel(SsdArgs a, SsdBwdArgs gr, 
 template <typename T, int N>
 cudaError_t launch_bwd(const SsdArgs& a, const SsdBwdArgs& gr, void* ws, cudaStream_t st) {
   const Dims d = make_dims(a);
-  const BwdWs w = bwd_ws(d, ws);
+  constexpr bool b16 = std::is_same_v<T, bf16>;
+  const BwdWs w = bwd_ws(d, ws, b16);
   const unsigned nc = unsigned(d.nc), H = unsigned(d.H), B = unsigned(d.B), BG = unsigned(d.B * d.G);
-  cudaError_t err = launch_prefix<T, N>(a, d, w.f, nullptr, st);
+  cudaError_t err = launch_prefix<T, N>(a, d, w.f, nullptr, st, w.S16);
   if (err != cudaSuccess) return err;
   if ((err = cudaMemsetAsync(w.dcs_sp, 0, size_t(d.B * d.H * d.nc) * sizeof(float), st)) != cudaSuccess) return err;
   if (gr.dscale && (err = cudaMemsetAsync(gr.dscale, 0, size_t(d.H) * sizeof(double), st)) != cudaSuccess) return err;
-  // R_c into G, then the reverse state passing turns it into G_c (and dh0).
+  // R_c into G, then the reverse state passing turns it into G_c (and dh0): in G (fp32), or in G16 (bf16 I/O).
   const StateSrc src{gr.dy, gr.dy_sb, gr.dy_sl, gr.dy_sh, a.Cm, a.C_sb, a.C_sl, a.C_sg};
   if ((err = launch_chunk_state<T, N, true>(src, d, w.f, w.G, st)) != cudaSuccess) return err;
   mark("bwd_chunk_state", st);
-  auto k4 = state_pass_kernel<true>;
-  MX_LAUNCH(k4, dim3(unsigned(kP * d.N / 1024), H, B), dim3(256), 0, st, d, w.G, gr.dhT, gr.dh0, w.f.cs2, w.f.csl,
-            static_cast<const float*>(w.f.S), w.dcs_sp, static_cast<bf16*>(nullptr));
+  const dim3 pass_grid(unsigned(kP * d.N / 1024), H, B);
+  if constexpr (b16) {
+    auto k4 = state_pass_kernel<true, bf16>;
+    MX_LAUNCH(k4, pass_grid, dim3(256), 0, st, d, w.G, gr.dhT, gr.dh0, w.f.cs2, w.f.csl,
+              static_cast<const bf16*>(w.S16), w.dcs_sp, w.G16);
+  } else {
+    auto k4 = state_pass_kernel<true>;
+    MX_LAUNCH(k4, pass_grid, dim3(256), 0, st, d, w.G, gr.dhT, gr.dh0, w.f.cs2, w.f.csl,
+              static_cast<const float*>(w.f.S), w.dcs_sp, static_cast<bf16*>(nullptr));
+  }
   mark("bwd_state_pass", st);
   auto k6 = dcb_kernel<T>;
   if ((err = set_smem(k6, dcb_smem<T>())) != cudaSuccess) return err;
   MX_LAUNCH(k6, dim3(10, nc, BG), dim3(128), dcb_smem<T>(), st, a, gr, d, w.f.dtv, w.f.cs2, w.f.csl, w.f.cb, w.dcb,
             w.slot);
   mark("bwd_dcb", st);
-  if constexpr (std::is_same_v<T, bf16>) {
+  if constexpr (b16) {
     auto k7 = chunk_scan_bwd_async_kernel<N>;
     if ((err = set_smem(k7, scan_bwd_async_smem<N>())) != cudaSuccess) return err;
     MX_LAUNCH(k7, chunk_head_grid(d), dim3(256), scan_bwd_async_smem<N>(), st, a, gr, d, w.f.dtv, w.f.cs2, w.f.csl,
-              static_cast<const float*>(w.f.S), static_cast<const float*>(w.G), w.f.cb, w.slot);
+              static_cast<const bf16*>(w.S16), static_cast<const bf16*>(w.G16), w.f.cb, w.slot);
   } else {
     auto k7 = chunk_scan_bwd_kernel<T, N>;
     if ((err = set_smem(k7, scan_bwd_smem<T>())) != cudaSuccess) return err;
@@ -713,7 +738,7 @@ cudaError_t launch_bwd(const SsdArgs& a, const SsdBwdArgs& gr, void* ws, cudaStr
       const unsigned slices = unsigned(N / DbcShape<N>::NC);
       if ((e = set_smem(k8, sm)) != cudaSuccess) return e;
       MX_LAUNCH(k8, dim3(slices, nc, BG), dim3(512), sm, st, a, gr, d, w.f.dtv, w.f.cs2, w.f.csl,
-                static_cast<const float*>(w.f.S), static_cast<const float*>(w.G), static_cast<const float*>(w.dcb));
+                static_cast<const bf16*>(w.S16), static_cast<const bf16*>(w.G16), static_cast<const float*>(w.dcb));
     } else {
       auto k8 = dbc_kernel<T, N, kC>;
       const size_t sm = dbc_smem<T, N>();
@@ -741,7 +766,7 @@ namespace mx::kern {
 
 size_t ssd_bwd_workspace_bytes(const SsdArgs& a) {
   if (a.batch < 1 || a.len < 1) return 0;
-  return ssd::bwd_ws(ssd::make_dims(a), nullptr).floats * sizeof(float);
+  return ssd::bwd_ws(ssd::make_dims(a), nullptr, a.io == IoType::BF16).bytes;
 }
 
 cudaError_t ssd_bwd(const SsdArgs& a, const SsdBwdArgs& g, void* workspace, cudaStream_t stream) {

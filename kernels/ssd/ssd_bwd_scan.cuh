@@ -2,7 +2,7 @@
 // the per-chunk ∂L/∂cs and direct ∂L/∂Δ terms (slots 4, 5) of one (chunk, head), on warp-private cp.async streams
 // as the forward's chunk_scan_warp_kernel (ssd_fwd.cu). Warp w owns the 16-row blocks w and 15 − w of the 256 × 64
 // tile (rows = source positions s). The operands shared by all warps are loaded once: the dy tile (B operand of
-// (b), and dy for the dot products and D·dy) and S_in, then G_c, rounded to bf16 (B operands of (c) and (a)); each
+// (b), and dy for the dot products and D·dy) and S_in, then G_c, both in bf16 (B operands of (c) and (a)); each
 // warp streams the rows it alone uses (C and B rows in steps of 32 columns, CB column strips in steps of 16 target
 // tokens) through scan_bwd_steps<N>() private buffers, synchronised with __syncwarp only, so that no warp waits for another's share
 // of a phase. Two phases, each balanced over the warps, with one CTA barrier between them (G_c replaces S_in):
@@ -64,8 +64,8 @@ MX_DEV void mma_16x64_hilo(float (&acc)[8][4], const uint32_t (&ahi)[4], const u
 template <int N>
 __global__ void __launch_bounds__(256, 2) chunk_scan_bwd_async_kernel(SsdArgs a, SsdBwdArgs gr, Dims d,
                                                                       const float* dtv, const float* cs2,
-                                                                      const float* csl, const float* Sin,
-                                                                      const float* Gst, const float* cb,
+                                                                      const float* csl, const bf16* Sin,
+                                                                      const bf16* Gst, const float* cb,
                                                                       float* slot) {
   constexpr int LS = N + 8, KS = scan_bwd_steps<N>(), T1 = N / 32;  // T1: steps of 32 columns n of C / B
   unsigned char* sm = dynamic_smem();
@@ -89,21 +89,21 @@ __global__ void __launch_bounds__(256, 2) chunk_scan_bwd_async_kernel(SsdArgs a,
   const float* cbg = cb + ((b * d.nc + c) * d.G + g) * kQ * kQ;
   const int64_t soff = ((b * d.nc + c) * d.H + h) * int64_t(kP) * N;
 
-  // fp32 [p][n] (global, contiguous) into Ss as bf16, 8-element vectors tid, tid + 256, ... in passes of up to 4
-  // (their loads in flight together); with sync_tag = IntTag<1>, a CTA barrier between the first pass's loads and
-  // its stores.
-  auto load_state = [&](const float* src, auto sync_tag) {
+  // bf16 [p][n] (global, contiguous) into Ss, 8-element vectors tid, tid + 256, ... in passes of up to 4 (their
+  // loads in flight together); with sync_tag = IntTag<1>, a CTA barrier between the first pass's loads and its
+  // stores.
+  auto load_state = [&](const bf16* src, auto sync_tag) {
     constexpr int VT = kP * N / 8 / 256, PV = VT < 4 ? VT : 4;
 #pragma unroll 1
     for (int v0 = 0; v0 < VT; v0 += PV) {
-      float e[PV][8];
+      Raw<bf16> e[PV];
 #pragma unroll
-      for (int u = 0; u < PV; ++u) load8(src + 8 * (tid + 256 * (v0 + u)), e[u]);
+      for (int u = 0; u < PV; ++u) e[u].load(src + 8 * (tid + 256 * (v0 + u)));
       if (decltype(sync_tag)::value && v0 == 0) __syncthreads();
 #pragma unroll
       for (int u = 0; u < PV; ++u) {
         const int i = 8 * (tid + 256 * (v0 + u));
-        store8(Ss + (i / N) * LS + i % N, e[u]);
+        e[u].store(Ss + (i / N) * LS + i % N);
       }
     }
   };

@@ -493,6 +493,13 @@ struct Raw<bf16> {
 #pragma unroll
     for (int i = 0; i < 4; ++i) v[2 * i] = bf16_lo(w[i]), v[2 * i + 1] = bf16_hi(w[i]);
   }
+  MX_DEV void store(bf16* p) const {  // 16-byte aligned
+#ifdef MX_CPU_EMU
+    memcpy(p, w, 16);
+#else
+    *reinterpret_cast<uint4*>(p) = make_uint4(w[0], w[1], w[2], w[3]);
+#endif
+  }
 };
 template <>
 struct Raw<float> {

@@ -31,6 +31,10 @@ MX_DEV void load4(const float* p, float (&v)[4]) {
   v[0] = u.x, v[1] = u.y, v[2] = u.z, v[3] = u.w;
 #endif
 }
+MX_DEV void load4(const bf16* p, float (&v)[4]) {  // 8-byte aligned
+  load2(p, v[0], v[1]);
+  load2(p + 2, v[2], v[3]);
+}
 MX_DEV void store4(float* p, const float (&v)[4]) {
 #ifdef MX_CPU_EMU
   for (int i = 0; i < 4; ++i) p[i] = v[i];
@@ -287,10 +291,11 @@ __global__ void __launch_bounds__(256, 2) chunk_state_async_kernel(StateSrc s, D
 //             written and read; S keeps the chunk states)
 //   backward: S[c] ← G_c where G_{nc-1} = hin (dhT, or 0), G_{c-1} = exp(cs_end(c))·G_c + R_c; hout = G_{-1}
 //             = dh0; also dcs_sp[b,h,c] += exp(cs_end(c))·Σ G_c ⊙ Sin[c] (the gradient of cs_end through the
-//             decay of the state passing).
-template <bool kRev>
+//             decay of the state passing); with S16, G_c goes to S16 rounded to bf16 instead (the operand of the
+//             bf16 kernels that read G) and Sin is S_in in bf16 (what the bf16 forward's chunk scan used).
+template <bool kRev, typename SinT = float>
 __global__ void __launch_bounds__(256) state_pass_kernel(Dims d, float* S, const float* hin, float* hout,
-                                                         const float* cs2, const float* csl, const float* Sin,
+                                                         const float* cs2, const float* csl, const SinT* Sin,
                                                          float* dcs_sp, bf16* S16) {
   const int64_t PN = kP * d.N;
   const int64_t e = (int64_t(blockIdx.x) * 256 + threadIdx.x) * 4;
@@ -302,7 +307,7 @@ __global__ void __launch_bounds__(256) state_pass_kernel(Dims d, float* S, const
   const int64_t cstride = d.H * PN;
   float* Sb = S + (b * d.nc * d.H + h) * PN + e;
   bf16* Sb16 = S16 ? S16 + (b * d.nc * d.H + h) * PN + e : nullptr;
-  const float* Sib = Sin ? Sin + (b * d.nc * d.H + h) * PN + e : nullptr;
+  const SinT* Sib = Sin ? Sin + (b * d.nc * d.H + h) * PN + e : nullptr;
   // Groups of kU chunks; the next group's loads are issued before this group's stores (S is updated in place,
   // so the compiler cannot move a load of S across a store to S by itself), keeping 2·kU loads in flight.
   constexpr int kU = 4;
