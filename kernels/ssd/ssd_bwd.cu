@@ -16,6 +16,8 @@
 // the per-chunk terms; bf16 uses chunk_scan_bwd_async_kernel of ssd_bwd_scan.cuh), the dB and dC kernels (products
 // summed over the heads of a group: dbc_async_kernel for bf16, dbc_kernel for fp32) and finalize_kernel.
 // The per-position partial sums go to separate slots (plain stores; summed by finalize_kernel).
+#include <map>
+
 #include "ssd/ssd_bwd_scan.cuh"
 #include "ssd/ssd_pass.cuh"
 
@@ -686,6 +688,29 @@ __global__ void __launch_bounds__(kQ) finalize_kernel(SsdArgs a, SsdBwdArgs gr, 
   }
 }
 
+// The second stream of launch_bwd and its events, one set per device and host thread, created on first use and kept
+// for the life of the process.
+struct SideStream {
+  cudaStream_t s = nullptr;
+  cudaEvent_t fork = nullptr, dcb = nullptr, done = nullptr;
+};
+cudaError_t side_stream(SideStream& out) {
+  thread_local std::map<int, SideStream> cache;
+  int dev = 0;
+  cudaError_t err = cudaGetDevice(&dev);
+  if (err != cudaSuccess) return err;
+  auto it = cache.find(dev);
+  if (it == cache.end()) {
+    SideStream ss;
+    if ((err = cudaStreamCreateWithFlags(&ss.s, cudaStreamNonBlocking)) != cudaSuccess) return err;
+    for (cudaEvent_t* e : {&ss.fork, &ss.dcb, &ss.done})
+      if ((err = cudaEventCreateWithFlags(e, cudaEventDisableTiming)) != cudaSuccess) return err;
+    it = cache.emplace(dev, ss).first;
+  }
+  out = it->second;
+  return cudaSuccess;
+}
+
 template <typename T, int N>
 cudaError_t launch_bwd(const SsdArgs& a, const SsdBwdArgs& gr, void* ws, cudaStream_t st) {
   const Dims d = make_dims(a);
@@ -696,7 +721,52 @@ cudaError_t launch_bwd(const SsdArgs& a, const SsdBwdArgs& gr, void* ws, cudaStr
   if (err != cudaSuccess) return err;
   if ((err = cudaMemsetAsync(w.dcs_sp, 0, size_t(d.B * d.H * d.nc) * sizeof(float), st)) != cudaSuccess) return err;
   if (gr.dscale && (err = cudaMemsetAsync(gr.dscale, 0, size_t(d.H) * sizeof(double), st)) != cudaSuccess) return err;
-  // R_c into G, then the reverse state passing turns it into G_c (and dh0): in G (fp32), or in G16 (bf16 I/O).
+  // Two branches after the prefix: dcb_kernel and dC need only the prefix's outputs; the reverse chunk states, the
+  // reverse state passing and the chunk scan backward form the G chain. The first runs on a second stream (forked
+  // from st here, joined before dB and before finalize), so that its kernels fill the SMs that the latency-bound
+  // G chain leaves idle. With a stage hook (profiling) everything runs in order on st.
+  SideStream side;
+  const bool fork = ssd_stage_hook() == nullptr;
+  if (fork) {
+    if ((err = side_stream(side)) != cudaSuccess) return err;
+    if ((err = cudaEventRecord(side.fork, st)) != cudaSuccess) return err;
+    if ((err = cudaStreamWaitEvent(side.s, side.fork, 0)) != cudaSuccess) return err;
+  }
+  const cudaStream_t s2 = fork ? side.s : st;
+  // dB (kC = false) or dC: dbc_async_kernel for bf16, dbc_kernel for fp32.
+  auto launch_dbc = [&](auto kc, cudaStream_t sk) -> cudaError_t {
+    constexpr bool kC = decltype(kc)::value != 0;
+    cudaError_t e = cudaSuccess;
+    if constexpr (b16) {
+      auto k8 = dbc_async_kernel<N, kC>;
+      const size_t sm = dbc_async_smem<N>();
+      const unsigned slices = unsigned(N / DbcShape<N>::NC);
+      if ((e = set_smem(k8, sm)) != cudaSuccess) return e;
+      MX_LAUNCH(k8, dim3(slices, nc, BG), dim3(512), sm, sk, a, gr, d, w.f.dtv, w.f.cs2, w.f.csl,
+                static_cast<const bf16*>(w.S16), static_cast<const bf16*>(w.G16), static_cast<const float*>(w.dcb));
+    } else {
+      auto k8 = dbc_kernel<T, N, kC>;
+      const size_t sm = dbc_smem<T, N>();
+      if ((e = set_smem(k8, sm)) != cudaSuccess) return e;
+      MX_LAUNCH(k8, dim3(4, nc, BG), dim3(256), sm, sk, a, gr, d, w.f.dtv, w.f.cs2, w.f.csl,
+                static_cast<const float*>(w.f.S), static_cast<const float*>(w.G), static_cast<const float*>(w.dcb));
+    }
+    return cudaGetLastError();
+  };
+
+  // Side branch: dCB and the T row sums, then dC.
+  auto k6 = dcb_kernel<T>;
+  if ((err = set_smem(k6, dcb_smem<T>())) != cudaSuccess) return err;
+  MX_LAUNCH(k6, dim3(10, nc, BG), dim3(128), dcb_smem<T>(), s2, a, gr, d, w.f.dtv, w.f.cs2, w.f.csl, w.f.cb, w.dcb,
+            w.slot);
+  mark("bwd_dcb", st);
+  if (fork && (err = cudaEventRecord(side.dcb, s2)) != cudaSuccess) return err;
+  if ((err = launch_dbc(IntTag<1>{}, s2)) != cudaSuccess) return err;
+  mark("bwd_dC", st);
+  if (fork && (err = cudaEventRecord(side.done, s2)) != cudaSuccess) return err;
+
+  // G chain: R_c into G, then the reverse state passing turns it into G_c (and dh0): in G (fp32), or in G16 (bf16
+  // I/O); then the chunk scan backward.
   const StateSrc src{gr.dy, gr.dy_sb, gr.dy_sl, gr.dy_sh, a.Cm, a.C_sb, a.C_sl, a.C_sg};
   if ((err = launch_chunk_state<T, N, true>(src, d, w.f, w.G, st)) != cudaSuccess) return err;
   mark("bwd_chunk_state", st);
@@ -711,11 +781,6 @@ cudaError_t launch_bwd(const SsdArgs& a, const SsdBwdArgs& gr, void* ws, cudaStr
               static_cast<const float*>(w.f.S), w.dcs_sp, static_cast<bf16*>(nullptr));
   }
   mark("bwd_state_pass", st);
-  auto k6 = dcb_kernel<T>;
-  if ((err = set_smem(k6, dcb_smem<T>())) != cudaSuccess) return err;
-  MX_LAUNCH(k6, dim3(10, nc, BG), dim3(128), dcb_smem<T>(), st, a, gr, d, w.f.dtv, w.f.cs2, w.f.csl, w.f.cb, w.dcb,
-            w.slot);
-  mark("bwd_dcb", st);
   if constexpr (b16) {
     auto k7 = chunk_scan_bwd_async_kernel<N>;
     if ((err = set_smem(k7, scan_bwd_async_smem<N>())) != cudaSuccess) return err;
@@ -728,30 +793,12 @@ cudaError_t launch_bwd(const SsdArgs& a, const SsdBwdArgs& gr, void* ws, cudaStr
               static_cast<const float*>(w.f.S), static_cast<const float*>(w.G), w.f.cb, w.slot);
   }
   mark("bwd_chunk_scan", st);
-  // dB, then dC: dbc_async_kernel for bf16, dbc_kernel for fp32.
-  auto launch_dbc = [&](auto kc) -> cudaError_t {
-    constexpr bool kC = decltype(kc)::value != 0;
-    cudaError_t e = cudaSuccess;
-    if constexpr (std::is_same_v<T, bf16>) {
-      auto k8 = dbc_async_kernel<N, kC>;
-      const size_t sm = dbc_async_smem<N>();
-      const unsigned slices = unsigned(N / DbcShape<N>::NC);
-      if ((e = set_smem(k8, sm)) != cudaSuccess) return e;
-      MX_LAUNCH(k8, dim3(slices, nc, BG), dim3(512), sm, st, a, gr, d, w.f.dtv, w.f.cs2, w.f.csl,
-                static_cast<const bf16*>(w.S16), static_cast<const bf16*>(w.G16), static_cast<const float*>(w.dcb));
-    } else {
-      auto k8 = dbc_kernel<T, N, kC>;
-      const size_t sm = dbc_smem<T, N>();
-      if ((e = set_smem(k8, sm)) != cudaSuccess) return e;
-      MX_LAUNCH(k8, dim3(4, nc, BG), dim3(256), sm, st, a, gr, d, w.f.dtv, w.f.cs2, w.f.csl,
-                static_cast<const float*>(w.f.S), static_cast<const float*>(w.G), static_cast<const float*>(w.dcb));
-    }
-    return cudaGetLastError();
-  };
-  if ((err = launch_dbc(IntTag<0>{})) != cudaSuccess) return err;
+
+  // Join: dB needs dCB, finalize the side branch's row sums.
+  if (fork && (err = cudaStreamWaitEvent(st, side.dcb, 0)) != cudaSuccess) return err;
+  if ((err = launch_dbc(IntTag<0>{}, st)) != cudaSuccess) return err;
   mark("bwd_dB", st);
-  if ((err = launch_dbc(IntTag<1>{})) != cudaSuccess) return err;
-  mark("bwd_dC", st);
+  if (fork && (err = cudaStreamWaitEvent(st, side.done, 0)) != cudaSuccess) return err;
   auto k9 = finalize_kernel<T>;
   MX_LAUNCH(k9, dim3(nc, H, B), dim3(kQ), kQ * sizeof(float) + 8 * sizeof(double), st, a, gr, d,
             static_cast<const float*>(w.slot), static_cast<const float*>(w.dcs_sp));
