@@ -643,31 +643,32 @@ __global__ void __launch_bounds__(512, 1) dbc_async_kernel(SsdArgs a, SsdBwdArgs
 }
 
 // ---- Sums the slots per position, reverse cumsum of ∂L/∂cs within the chunk, dΔ, then d(dt) and d(scale).
-// Grid (nc, H, B), kQ threads.
+// Grid chunk_head_grid (the heads of a chunk are neighbours, so that their strided d(dt) stores and dt loads share
+// sectors in L2), kQ threads: thread t holds position p = kQ − 1 − t, so that a prefix scan over t (warp shuffles,
+// then the warp totals) is the suffix sum over positions.
 template <typename T>
 __global__ void __launch_bounds__(kQ) finalize_kernel(SsdArgs a, SsdBwdArgs gr, Dims d, const float* slot,
                                                       const float* dcs_sp) {
-  float* sc = reinterpret_cast<float*>(dynamic_smem());
-  double* sred = reinterpret_cast<double*>(sc + kQ);
-  const int t = int(threadIdx.x);
-  const int64_t c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, bh = b * d.H + h;
-  const int64_t idx = bh * d.Lp + c * kQ + t, ss = d.B * d.H * d.Lp;
-  float dcs = slot[4 * ss + idx] + (t == kQ - 1 ? dcs_sp[bh * d.nc + c] : 0.f);
+  double* sred = reinterpret_cast<double*>(dynamic_smem());  // [kQ / 32] warp sums of d(scale)
+  float* wtot = reinterpret_cast<float*>(sred + kQ / 32);     // [kQ / 32] warp totals of the scan
+  const int t = int(threadIdx.x), p = kQ - 1 - t, l = lane_id(), w = warp_id();
+  const int64_t c = grid_chunk(d), h = grid_head(d), b = blockIdx.z, bh = b * d.H + h;
+  const int64_t idx = bh * d.Lp + c * kQ + p, ss = d.B * d.H * d.Lp;
+  float dcs = slot[4 * ss + idx] + (p == kQ - 1 ? dcs_sp[bh * d.nc + c] : 0.f);
   const float ddl = slot[5 * ss + idx];
-  // The T row sums: dcb_kernel writes slots 0 .. i for the rows of a block i = t / 64 that starts before L.
-  if (c * kQ + (t & ~63) < d.L)
-    for (int k = 0; k <= t / 64; ++k) dcs += slot[k * ss + idx];
-  sc[kQ - 1 - t] = dcs;
-  __syncthreads();
-  for (int off = 1; off < kQ; off <<= 1) {
-    const int i = kQ - 1 - t;
-    const float add = i >= off ? sc[i - off] : 0.f;
-    __syncthreads();
-    sc[i] += add;
-    __syncthreads();
+  // The T row sums: dcb_kernel writes slots 0 .. i for the rows of a block i = p / 64 that starts before L.
+  if (c * kQ + (p & ~63) < d.L)
+    for (int k = 0; k <= p / 64; ++k) dcs += slot[k * ss + idx];
+#pragma unroll
+  for (int off = 1; off < 32; off <<= 1) {
+    const float u = shfl_up(dcs, off);
+    if (l >= off) dcs += u;
   }
-  const float dDelta = ddl + a.A[h] * sc[kQ - 1 - t];
-  const int64_t tok = c * kQ + t;
+  if (l == 31) wtot[w] = dcs;
+  __syncthreads();
+  for (int ww = 0; ww < w; ++ww) dcs += wtot[ww];  // now Σ_{p' >= p} ∂L/∂cs_p'
+  const float dDelta = ddl + a.A[h] * dcs;
+  const int64_t tok = c * kQ + p;
   double part = 0.0;
   if (tok < d.L) {
     const float raw = raw_dt<T>(a, b, tok, h) + (a.dt_bias ? a.dt_bias[h] : 0.f);
@@ -678,7 +679,7 @@ __global__ void __launch_bounds__(kQ) finalize_kernel(SsdArgs a, SsdBwdArgs gr, 
   }
   if (gr.dscale) {
     part = warp_sum(part);
-    if (lane_id() == 0) sred[warp_id()] = part;
+    if (l == 0) sred[w] = part;
     __syncthreads();
     if (t == 0) {
       double s = 0.0;
@@ -800,7 +801,7 @@ cudaError_t launch_bwd(const SsdArgs& a, const SsdBwdArgs& gr, void* ws, cudaStr
   mark("bwd_dB", st);
   if (fork && (err = cudaStreamWaitEvent(st, side.done, 0)) != cudaSuccess) return err;
   auto k9 = finalize_kernel<T>;
-  MX_LAUNCH(k9, dim3(nc, H, B), dim3(kQ), kQ * sizeof(float) + 8 * sizeof(double), st, a, gr, d,
+  MX_LAUNCH(k9, chunk_head_grid(d), dim3(kQ), (kQ / 32) * (sizeof(double) + sizeof(float)), st, a, gr, d,
             static_cast<const float*>(w.slot), static_cast<const float*>(w.dcs_sp));
   mark("bwd_finalize", st);
   return cudaGetLastError();
