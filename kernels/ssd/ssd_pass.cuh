@@ -294,7 +294,7 @@ __global__ void __launch_bounds__(256, 2) chunk_state_async_kernel(StateSrc s, D
 //             decay of the state passing); with S16, G_c goes to S16 rounded to bf16 instead (the operand of the
 //             bf16 kernels that read G) and Sin is S_in in bf16 (what the bf16 forward's chunk scan used).
 template <bool kRev, typename SinT = float>
-__global__ void __launch_bounds__(256) state_pass_kernel(Dims d, float* S, const float* hin, float* hout,
+__global__ void __launch_bounds__(256, 3) state_pass_kernel(Dims d, float* S, const float* hin, float* hout,
                                                          const float* cs2, const float* csl, const SinT* Sin,
                                                          float* dcs_sp, bf16* S16) {
   const int64_t PN = kP * d.N;
