@@ -94,27 +94,15 @@ MX_DEV double shfl_xor(double v, int mask) {
 #endif
 }
 
-// The value of lane − delta (own value for lanes < delta).
-MX_DEV float shfl_up(float v, int delta) {
+// The value of lane − delta (own value for lanes < delta); V is float or double.
+template <typename V>
+MX_DEV V shfl_up(V v, int delta) {
 #ifdef MX_CPU_EMU
   const int w = warp_id(), l = lane_id();
-  memcpy(&emu::g_xchg[w][l][0], &v, 4);
+  memcpy(&emu::g_xchg[w][l][0], &v, sizeof(V));
   emu::wsync();
-  float r = v;
-  if (l >= delta) memcpy(&r, &emu::g_xchg[w][l - delta][0], 4);
-  emu::wsync();
-  return r;
-#else
-  return __shfl_up_sync(0xffffffffu, v, delta);
-#endif
-}
-MX_DEV double shfl_up(double v, int delta) {
-#ifdef MX_CPU_EMU
-  const int w = warp_id(), l = lane_id();
-  memcpy(&emu::g_xchg[w][l][0], &v, 8);
-  emu::wsync();
-  double r = v;
-  if (l >= delta) memcpy(&r, &emu::g_xchg[w][l - delta][0], 8);
+  V r = v;
+  if (l >= delta) memcpy(&r, &emu::g_xchg[w][l - delta][0], sizeof(V));
   emu::wsync();
   return r;
 #else
