@@ -289,12 +289,7 @@ __global__ void __launch_bounds__(256, 2) chunk_scan_bwd_async_kernel(SsdArgs a,
       const int t0 = 16 * i;
       const float beta = bet[16 * rb + i];
       float cf[2][2];
-#pragma unroll
-      for (int hp = 0; hp < 2; ++hp) {
-        float c0, c1;
-        load2(rowf + t0 + 2 * q + 8 * hp, c0, c1);
-        cf[hp][0] = beta * c0, cf[hp][1] = beta * c1;
-      }
+      column_factors(cf, rowf + t0, beta);
       cb_step(st, t0, [&](int i4, int k, float v) { return v * cf[i4 >> 1][k]; });
     }
     // The diagonal block: rows × exp(cs_e − cs_s), then A(s, t) = CB_ts·exp(cs_t − cs_s) for s <= t, else 0.

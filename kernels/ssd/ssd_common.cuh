@@ -457,6 +457,18 @@ MX_DEV void store2(float* p, float a, float b) {
 #endif
 }
 
+// The column factors beta·f[2q + 8hp + k] (hp, k in {0, 1}) of this lane's A-fragment columns, f at the step's
+// first column: the off-diagonal decay of the chunk scans, one multiply per element.
+MX_DEV void column_factors(float (&cf)[2][2], const float* f, float beta) {
+  const int q = lane_id() & 3;
+#pragma unroll
+  for (int hp = 0; hp < 2; ++hp) {
+    float c0, c1;
+    load2(f + 2 * q + 8 * hp, c0, c1);
+    cf[hp][0] = beta * c0, cf[hp][1] = beta * c1;
+  }
+}
+
 // out[t][p] = acc + D·skip[t][p] for a warp's 16 × 64 accumulator tile (this lane's rows tr[0], tr[1], those < rv):
 // skip bf16 in shared memory (row stride ld), out in global memory (row stride ol).
 template <typename T>

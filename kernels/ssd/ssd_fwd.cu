@@ -247,12 +247,7 @@ __global__ void __launch_bounds__(256, 2) chunk_scan_warp_kernel(SsdArgs a, Dims
       if (ks < rb) {  // left of the diagonal: one multiply per element by its column factor
         const float beta = dexp(r0, s0b + 16);  // exp(cs_r0 − cs_e)
         float cf[2][2];
-#pragma unroll
-        for (int hp = 0; hp < 2; ++hp) {
-          float c0, c1;
-          load2(colf + s0b + 2 * q + 8 * hp, c0, c1);
-          cf[hp][0] = beta * c0, cf[hp][1] = beta * c1;
-        }
+        column_factors(cf, colf + s0b, beta);
 #pragma unroll
         for (int i4 = 0; i4 < 4; ++i4) {
           float v0, v1;
