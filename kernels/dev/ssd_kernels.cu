@@ -184,6 +184,32 @@ std::string run_case(const Case& c, Rng& rng) {
     checks.push_back(check("dC", download(dC, n_bc, f32), g_ref.dC, tg, f32));
     checks.push_back(check("dh0", download(dh0, n_h, f32), g_ref.dh0, tg, f32));
     checks.push_back(check("dscale", download_f64(ds, c.H), g_ref.dscale, tg, f32));
+
+    // Again from the forward's S_in (SsdFwdOut::states -> SsdBwdArgs::states) instead of the backward's recompute:
+    // the same kernels on the same inputs, so dx, dB, dC and dh0 must agree bit for bit; d(dt) and d(scale) sum
+    // through atomics (the reverse state passing's ⟨G_c, S_in⟩, the per-head d(scale)), so to fp32 rounding.
+    DevBuf st(mx::kern::ssd_states_bytes(a)), y2(n_y * io_size(c.io)), hT2(n_h * 4), dx2(n_y * io_size(c.io)),
+        ddt2(c.B * c.L * c.H * 4), dB2(n_bc * 4), dC2(n_bc * 4), dh02(n_h * 4), ds2(c.H * 8),
+        ws2(std::max(mx::kern::ssd_fwd_workspace_bytes(in.a, true), mx::kern::ssd_bwd_workspace_bytes(a, true)));
+    mx::kern::SsdFwdOut o2 = o;
+    o2.y = y2.get(), o2.hT = hT2.as<float>(), o2.states = st.get();
+    DEV_CHECK(mx::kern::ssd_fwd(in.a, o2, ws2.get(), nullptr));
+    mx::kern::SsdBwdArgs g2 = g;
+    g2.states = st.get();
+    g2.dx = dx2.get(), g2.ddt = ddt2.as<float>(), g2.dB = dB2.as<float>(), g2.dC = dC2.as<float>();
+    g2.dh0 = dh02.as<float>(), g2.dscale = ds2.as<double>();
+    DEV_CHECK(mx::kern::ssd_bwd(a, g2, ws2.get(), nullptr));
+    DEV_CHECK(cudaDeviceSynchronize());
+    auto same = [&](const char* what, const DevBuf& got, const DevBuf& want, size_t n, IoType io, double tol) {
+      checks.push_back(Check{std::string(what) + "(S_in)", compare(download(got, n, io), download(want, n, io)), tol});
+    };
+    same("dx", dx2, dx, n_y, c.io, 0);
+    same("dB", dB2, dB, n_bc, f32, 0);
+    same("dC", dC2, dC, n_bc, f32, 0);
+    same("dh0", dh02, dh0, n_h, f32, 0);
+    same("ddt", ddt2, ddt, c.B * c.L * c.H, f32, 1e-6);
+    checks.push_back(Check{"dscale(S_in)", compare(download_f64(ds2, c.H), download_f64(ds, c.H)), 1e-6});
+    checks.push_back(check("y(S_in)", download(y2, n_y, c.io), y_ref, bf ? 3e-2 : 5e-5, c.io));
   }
   Json j;
   j.str("case", c.name());
@@ -335,7 +361,7 @@ std::string bench_one(int64_t L, bool breakdown, Rng& rng, bool profile_only = f
     DEV_CHECK(cudaDeviceSynchronize());
     return "";
   }
-  float ms_f = 0, ms_fb = 0;
+  float ms_f = 0, ms_fb = 0, ms_rc = 0;
   {
     DevBuf ws(ws_f);
     size_t free1;
@@ -364,31 +390,42 @@ std::string bench_one(int64_t L, bool breakdown, Rng& rng, bool profile_only = f
       mx::kern::ssd_set_stage_hook(nullptr);
     }
   }
-  {
-    DevBuf ws(std::max(ws_f, ws_b));
+  // Forward + backward twice: with the backward recomputing S_in ("fwd_bwd_recompute") and with the forward keeping
+  // it for the backward (SsdFwdOut::states -> SsdBwdArgs::states, as the model's autograd does: "fwd_bwd"). The
+  // breakdown is of the latter's backward.
+  for (const bool keep : {false, true}) {
+    const std::string key = keep ? "fwd_bwd" : "fwd_bwd_recompute";
+    const size_t ws_fk = mx::kern::ssd_fwd_workspace_bytes(in.a, keep);
+    const size_t ws_bk = mx::kern::ssd_bwd_workspace_bytes(in.a, keep);
+    const size_t st_bytes = keep ? mx::kern::ssd_states_bytes(in.a) : 0;
+    DevBuf ws(std::max(ws_fk, ws_bk)), st(std::max<size_t>(st_bytes, 16));
     DevBuf dy = random_dev(n_y, c.io, rng, 1.0), dx(n_y * 2), ddt(L * c.H * 4), dB(L * c.N * 4), dC(L * c.N * 4),
            dh0(n_h * 4), ds(c.H * 8);
+    mx::kern::SsdFwdOut of = o;
     mx::kern::SsdBwdArgs g;
     g.dy = dy.get(), g.dy_sb = n_y, g.dy_sl = c.H * P, g.dy_sh = P;
     g.dx = dx.get(), g.dx_sb = n_y, g.dx_sl = c.H * P, g.dx_sh = P;
     g.ddt = ddt.as<float>(), g.dB = dB.as<float>(), g.dC = dC.as<float>(), g.dh0 = dh0.as<float>();
     g.dscale = ds.as<double>();
+    if (keep) of.states = st.get(), g.states = st.get();
     size_t free2;
     for (int i = 0; i < 2; ++i) {
-      DEV_CHECK(mx::kern::ssd_fwd(in.a, o, ws.get(), nullptr));
+      DEV_CHECK(mx::kern::ssd_fwd(in.a, of, ws.get(), nullptr));
       DEV_CHECK(mx::kern::ssd_bwd(in.a, g, ws.get(), nullptr));
     }
     DEV_CHECK(cudaDeviceSynchronize());
     cudaMemGetInfo(&free2, &total);
     const int reps = L > 200000 ? 3 : 11;
-    ms_fb = median_ms(reps, [&] {
-      mx::kern::ssd_fwd(in.a, o, ws.get(), nullptr);
+    const float ms = median_ms(reps, [&] {
+      mx::kern::ssd_fwd(in.a, of, ws.get(), nullptr);
       mx::kern::ssd_bwd(in.a, g, ws.get(), nullptr);
     });
+    (keep ? ms_fb : ms_rc) = ms;
     const size_t bwd_io = n_y * 2 * 2 + L * c.H * 4 + 2 * L * c.N * 4 + n_h * 4;
-    j.num("fwd_bwd_ms", ms_fb).num("fwd_bwd_mem_gb", double(in_bytes + fwd_out + bwd_io + std::max(ws_f, ws_b)) / 1e9);
-    j.num("fwd_bwd_mem_measured_gb", double(free0 - free2) / 1e9);
-    if (breakdown) {
+    j.num(key + "_ms", ms)
+        .num(key + "_mem_gb", double(in_bytes + fwd_out + st_bytes + bwd_io + std::max(ws_fk, ws_bk)) / 1e9);
+    j.num(key + "_mem_measured_gb", double(free0 - free2) / 1e9);
+    if (breakdown && keep) {
       mx::kern::ssd_set_stage_hook(stage_hook);
       g_marks.clear();
       cudaEvent_t s0;
@@ -398,17 +435,17 @@ std::string bench_one(int64_t L, bool breakdown, Rng& rng, bool profile_only = f
       DEV_CHECK(cudaDeviceSynchronize());
       cudaEvent_t prev = s0;
       for (auto& [name, e] : g_marks) {
-        float ms;
-        cudaEventElapsedTime(&ms, prev, e);
-        j.num("bwd_" + name + "_ms", ms);
+        float ms_stage;
+        cudaEventElapsedTime(&ms_stage, prev, e);
+        j.num("bwd_" + name + "_ms", ms_stage);
         prev = e;
       }
       mx::kern::ssd_set_stage_hook(nullptr);
     }
   }
   DEV_CHECK(cudaGetLastError());
-  std::printf("bench L=%lld: fwd %.3f ms, fwd+bwd %.3f ms (Triton: 3.67 / 15.1 ms at 65536)\n  %s\n", (long long)L,
-              ms_f, ms_fb, j.dump().c_str());
+  std::printf("bench L=%lld: fwd %.3f ms, fwd+bwd %.3f ms (S_in recomputed: %.3f ms) (Triton: 3.67 / 15.1 ms at "
+              "65536)\n  %s\n", (long long)L, ms_f, ms_fb, ms_rc, j.dump().c_str());
   std::fflush(stdout);
   return j.dump();
 }

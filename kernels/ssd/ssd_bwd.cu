@@ -11,7 +11,8 @@
 // The column sums need no elementwise products: with dxi_s = Σ_{t>=s} CB_ts·L_ts·dy_t (dx_s = Δ_s·dxi_s + ...),
 //   Σ_t T_ts = Δ_s·(x_s·dxi_s),   Σ_t (dy_t·x_s)·CB_ts·L_ts = x_s·dxi_s;
 // the chunk scan backward forms them with dx; the row sums Σ_s T_ts come from dcb_kernel with dCB.
-// Kernels: the forward stages 1–4 (S_in), the chunk states of (dy·exp(cs), C) and the reverse state passing
+// Kernels: the forward stages 1–2 (Δ, cumsum, CB) and 3–4 (S_in; skipped when the forward kept S_in,
+// SsdBwdArgs::states), the chunk states of (dy·exp(cs), C) and the reverse state passing
 // (G, dh0), dcb_kernel (dCB and the T row sums, looping over the heads of a group), chunk_scan_bwd_kernel (dx and
 // the per-chunk terms; bf16 uses chunk_scan_bwd_async_kernel of ssd_bwd_scan.cuh), the dB and dC kernels (products
 // summed over the heads of a group: dbc_async_kernel for bf16, dbc_kernel for fp32) and finalize_kernel.
@@ -29,7 +30,7 @@ constexpr int kSlots = 6;  // 0–3: T row sums by source block (dcb_kernel); 4:
 
 // bf16 I/O also has S_in and G_c in bf16 (the B operands of the bf16 chunk scan backward and dB / dC kernels):
 // S16 after the floats, G16 in the fp32 region of f.S (the forward prefix's chunk states, unused once S16 is
-// written).
+// written). With the caller's S_in (with_states) there is no f.S region and no S16: G16 goes after the floats.
 struct BwdWs {
   FwdWs f;
   float *G, *dcb, *slot, *dcs_sp;
@@ -37,9 +38,9 @@ struct BwdWs {
   bf16 *S16 = nullptr, *G16 = nullptr;
   size_t bytes;
 };
-BwdWs bwd_ws(const Dims& d, void* base, bool b16) {
+BwdWs bwd_ws(const Dims& d, void* base, bool b16, bool with_states) {
   BwdWs w;
-  w.f = fwd_ws(d, base);
+  w.f = fwd_ws(d, base, !with_states);
   float* p = static_cast<float*>(base);
   size_t off = w.f.floats;
   auto take = [&](size_t n) {
@@ -55,8 +56,9 @@ BwdWs bwd_ws(const Dims& d, void* base, bool b16) {
   w.bytes = off * sizeof(float);
   if (b16) {
     if (base) {
-      w.S16 = reinterpret_cast<bf16*>(p + off);
-      w.G16 = reinterpret_cast<bf16*>(w.f.S);
+      bf16* tail = reinterpret_cast<bf16*>(p + off);
+      w.S16 = with_states ? nullptr : tail;
+      w.G16 = with_states ? tail : reinterpret_cast<bf16*>(w.f.S);
     }
     w.bytes += size_t(d.B * d.nc * d.H) * kP * d.N * sizeof(bf16);
   }
@@ -716,10 +718,14 @@ template <typename T, int N>
 cudaError_t launch_bwd(const SsdArgs& a, const SsdBwdArgs& gr, void* ws, cudaStream_t st) {
   const Dims d = make_dims(a);
   constexpr bool b16 = std::is_same_v<T, bf16>;
-  const BwdWs w = bwd_ws(d, ws, b16);
+  const BwdWs w = bwd_ws(d, ws, b16, gr.states != nullptr);
   const unsigned nc = unsigned(d.nc), H = unsigned(d.H), B = unsigned(d.B), BG = unsigned(d.B * d.G);
-  cudaError_t err = launch_prefix<T, N>(a, d, w.f, nullptr, st, w.S16);
+  // S_in: the forward's (gr.states), or recomputed by the forward's prefix. Read-only from here on.
+  cudaError_t err =
+      gr.states ? launch_cumsum_cb<T>(a, d, w.f, st) : launch_prefix<T, N>(a, d, w.f, nullptr, st, w.S16);
   if (err != cudaSuccess) return err;
+  const float* S_in = gr.states ? static_cast<const float*>(gr.states) : w.f.S;  // fp32 I/O
+  const bf16* S16 = gr.states ? static_cast<const bf16*>(gr.states) : w.S16;     // bf16 I/O
   if ((err = cudaMemsetAsync(w.dcs_sp, 0, size_t(d.B * d.H * d.nc) * sizeof(float), st)) != cudaSuccess) return err;
   if (gr.dscale && (err = cudaMemsetAsync(gr.dscale, 0, size_t(d.H) * sizeof(double), st)) != cudaSuccess) return err;
   // Two branches after the prefix: dcb_kernel and dC need only the prefix's outputs; the reverse chunk states, the
@@ -743,14 +749,14 @@ cudaError_t launch_bwd(const SsdArgs& a, const SsdBwdArgs& gr, void* ws, cudaStr
       const size_t sm = dbc_async_smem<N>();
       const unsigned slices = unsigned(N / DbcShape<N>::NC);
       if ((e = set_smem(k8, sm)) != cudaSuccess) return e;
-      MX_LAUNCH(k8, dim3(slices, nc, BG), dim3(512), sm, sk, a, gr, d, w.f.dtv, w.f.cs2, w.f.csl,
-                static_cast<const bf16*>(w.S16), static_cast<const bf16*>(w.G16), static_cast<const float*>(w.dcb));
+      MX_LAUNCH(k8, dim3(slices, nc, BG), dim3(512), sm, sk, a, gr, d, w.f.dtv, w.f.cs2, w.f.csl, S16,
+                static_cast<const bf16*>(w.G16), static_cast<const float*>(w.dcb));
     } else {
       auto k8 = dbc_kernel<T, N, kC>;
       const size_t sm = dbc_smem<T, N>();
       if ((e = set_smem(k8, sm)) != cudaSuccess) return e;
-      MX_LAUNCH(k8, dim3(4, nc, BG), dim3(256), sm, sk, a, gr, d, w.f.dtv, w.f.cs2, w.f.csl,
-                static_cast<const float*>(w.f.S), static_cast<const float*>(w.G), static_cast<const float*>(w.dcb));
+      MX_LAUNCH(k8, dim3(4, nc, BG), dim3(256), sm, sk, a, gr, d, w.f.dtv, w.f.cs2, w.f.csl, S_in,
+                static_cast<const float*>(w.G), static_cast<const float*>(w.dcb));
     }
     return cudaGetLastError();
   };
@@ -774,24 +780,23 @@ cudaError_t launch_bwd(const SsdArgs& a, const SsdBwdArgs& gr, void* ws, cudaStr
   const dim3 pass_grid(unsigned(kP * d.N / 1024), H, B);
   if constexpr (b16) {
     auto k4 = state_pass_kernel<true, bf16>;
-    MX_LAUNCH(k4, pass_grid, dim3(256), 0, st, d, w.G, gr.dhT, gr.dh0, w.f.cs2, w.f.csl,
-              static_cast<const bf16*>(w.S16), w.dcs_sp, w.G16);
+    MX_LAUNCH(k4, pass_grid, dim3(256), 0, st, d, w.G, gr.dhT, gr.dh0, w.f.cs2, w.f.csl, S16, w.dcs_sp, w.G16);
   } else {
     auto k4 = state_pass_kernel<true>;
-    MX_LAUNCH(k4, pass_grid, dim3(256), 0, st, d, w.G, gr.dhT, gr.dh0, w.f.cs2, w.f.csl,
-              static_cast<const float*>(w.f.S), w.dcs_sp, static_cast<bf16*>(nullptr));
+    MX_LAUNCH(k4, pass_grid, dim3(256), 0, st, d, w.G, gr.dhT, gr.dh0, w.f.cs2, w.f.csl, S_in, w.dcs_sp,
+              static_cast<bf16*>(nullptr));
   }
   mark("bwd_state_pass", st);
   if constexpr (b16) {
     auto k7 = chunk_scan_bwd_async_kernel<N>;
     if ((err = set_smem(k7, scan_bwd_async_smem<N>())) != cudaSuccess) return err;
     MX_LAUNCH(k7, chunk_head_grid(d), dim3(256), scan_bwd_async_smem<N>(), st, a, gr, d, w.f.dtv, w.f.cs2, w.f.csl,
-              static_cast<const bf16*>(w.S16), static_cast<const bf16*>(w.G16), w.f.cb, w.slot);
+              S16, static_cast<const bf16*>(w.G16), w.f.cb, w.slot);
   } else {
     auto k7 = chunk_scan_bwd_kernel<T, N>;
     if ((err = set_smem(k7, scan_bwd_smem<T>())) != cudaSuccess) return err;
-    MX_LAUNCH(k7, chunk_head_grid(d), dim3(256), scan_bwd_smem<T>(), st, a, gr, d, w.f.dtv, w.f.cs2, w.f.csl,
-              static_cast<const float*>(w.f.S), static_cast<const float*>(w.G), w.f.cb, w.slot);
+    MX_LAUNCH(k7, chunk_head_grid(d), dim3(256), scan_bwd_smem<T>(), st, a, gr, d, w.f.dtv, w.f.cs2, w.f.csl, S_in,
+              static_cast<const float*>(w.G), w.f.cb, w.slot);
   }
   mark("bwd_chunk_scan", st);
 
@@ -812,15 +817,16 @@ cudaError_t launch_bwd(const SsdArgs& a, const SsdBwdArgs& gr, void* ws, cudaStr
 
 namespace mx::kern {
 
-size_t ssd_bwd_workspace_bytes(const SsdArgs& a) {
+size_t ssd_bwd_workspace_bytes(const SsdArgs& a, bool with_states) {
   if (a.batch < 1 || a.len < 1) return 0;
-  return ssd::bwd_ws(ssd::make_dims(a), nullptr, a.io == IoType::BF16).bytes;
+  return ssd::bwd_ws(ssd::make_dims(a), nullptr, a.io == IoType::BF16, with_states).bytes;
 }
 
 cudaError_t ssd_bwd(const SsdArgs& a, const SsdBwdArgs& g, void* workspace, cudaStream_t stream) {
   if (!ssd_supported(a.head_dim, a.dstate) || a.batch < 1 || a.len < 1 || a.heads < 1 || a.groups < 1 ||
       a.heads % a.groups != 0 || a.batch * a.groups > 65535 || a.heads > 65535 || !a.x || !a.dt || !a.Bm ||
-      !a.Cm || !a.A || !g.dy || !g.dx || !g.ddt || !g.dB || !g.dC || !workspace)
+      !a.Cm || !a.A || !g.dy || !g.dx || !g.ddt || !g.dB || !g.dC || !workspace ||
+      reinterpret_cast<uintptr_t>(g.states) % 16 != 0)
     return cudaErrorInvalidValue;
   cudaError_t err = cudaSuccess;
   ssd::dispatch(a.io, a.dstate, [&](auto io, auto n) {

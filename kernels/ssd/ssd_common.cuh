@@ -614,7 +614,7 @@ inline Dims make_dims(const SsdArgs& a) {
 }
 
 // Workspace layout shared by the forward and the backward (floats, each region 16-byte aligned):
-// dtv, cs2, csl (B, H, Lp); S (B, nc, H, P, N); CB (B, nc, G, Q, Q). The chunk-local cumsum (log2 units) is the
+// dtv, cs2, csl (B, H, Lp); S (B, nc, H, P, N), left out (null) with with_S = false; CB (B, nc, G, Q, Q). The chunk-local cumsum (log2 units) is the
 // double-float cs2 + csl (cs2 = its fp32 rounding, csl the rest), so that differences of nearby positions stay
 // accurate when the cumsum is large: exp2 of (cs2_t − cs2_s) + (csl_t − csl_s).
 struct FwdWs {
@@ -622,7 +622,7 @@ struct FwdWs {
   size_t floats;
 };
 inline size_t align4(size_t n) { return (n + 3) & ~size_t(3); }
-inline FwdWs fwd_ws(const Dims& d, void* base) {
+inline FwdWs fwd_ws(const Dims& d, void* base, bool with_S = true) {
   FwdWs w;
   float* p = static_cast<float*>(base);
   size_t off = 0;
@@ -634,7 +634,7 @@ inline FwdWs fwd_ws(const Dims& d, void* base) {
   w.dtv = take(size_t(d.B * d.H * d.Lp));
   w.cs2 = take(size_t(d.B * d.H * d.Lp));
   w.csl = take(size_t(d.B * d.H * d.Lp));
-  w.S = take(size_t(d.B * d.nc * d.H * kP * d.N));
+  w.S = with_S ? take(size_t(d.B * d.nc * d.H * kP * d.N)) : nullptr;
   w.cb = take(size_t(d.B * d.nc * d.G) * kQ * kQ);
   w.floats = off;
   return w;

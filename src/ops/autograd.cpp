@@ -86,8 +86,9 @@ struct SsdScanFn : torch::autograd::Function<SsdScanFn> {
                                const at::Tensor& h0) {
     require_backward_device(x, "ssd_scan", true);
     at::Tensor h = h0.clone();  // (B, H, P, N)
-    auto y = ssd_scan_forward(x, dt_raw, dt_bias, dt_scale, dt_min, dt_max, A, Bm, Cm, D, h);
-    ctx->save_for_backward({x, dt_raw, dt_bias, dt_scale, A, Bm, Cm, D, h0});
+    at::Tensor states;          // CUDA: S_in per chunk, kept so that the backward need not recompute it
+    auto y = ssd_scan_forward(x, dt_raw, dt_bias, dt_scale, dt_min, dt_max, A, Bm, Cm, D, h, &states);
+    ctx->save_for_backward({x, dt_raw, dt_bias, dt_scale, A, Bm, Cm, D, h0, states});
     ctx->saved_data["dt_min"] = dt_min;
     ctx->saved_data["dt_max"] = dt_max;
     return {y, h};
@@ -97,7 +98,8 @@ struct SsdScanFn : torch::autograd::Function<SsdScanFn> {
     const double lo = ctx->saved_data["dt_min"].toDouble(), hi = ctx->saved_data["dt_max"].toDouble();
 #ifdef MX_WITH_CUDA
     auto g = s[0].is_cuda()
-                 ? ssd_scan_bwd_cuda(s[0], s[1], s[2], s[3], lo, hi, s[4], s[5], s[6], s[7], s[8], grads[0], grads[1])
+                 ? ssd_scan_bwd_cuda(s[0], s[1], s[2], s[3], lo, hi, s[4], s[5], s[6], s[7], s[8], grads[0], grads[1],
+                                     s[9])
                  : ref::ssd_scan_bwd(s[0], s[1], s[2], s[3], lo, hi, s[4], s[5], s[6], s[7], s[8], grads[0], grads[1]);
 #else
     auto g = ref::ssd_scan_bwd(s[0], s[1], s[2], s[3], lo, hi, s[4], s[5], s[6], s[7], s[8], grads[0], grads[1]);
