@@ -185,31 +185,32 @@ std::string run_case(const Case& c, Rng& rng) {
     checks.push_back(check("dh0", download(dh0, n_h, f32), g_ref.dh0, tg, f32));
     checks.push_back(check("dscale", download_f64(ds, c.H), g_ref.dscale, tg, f32));
 
-    // Again from the forward's S_in (SsdFwdOut::states -> SsdBwdArgs::states) instead of the backward's recompute:
-    // the same kernels on the same inputs, so dx, dB, dC and dh0 must agree bit for bit; d(dt) and d(scale) sum
-    // through atomics (the reverse state passing's ⟨G_c, S_in⟩, the per-head d(scale)), so to fp32 rounding.
-    DevBuf st(mx::kern::ssd_states_bytes(a)), y2(n_y * io_size(c.io)), hT2(n_h * 4), dx2(n_y * io_size(c.io)),
+    // Again from the forward's kept intermediates (SsdFwdOut::saved -> SsdBwdArgs::saved) instead of the backward's
+    // recompute: the same kernels on the same inputs, so dx, dB, dC and dh0 must agree bit for bit; d(dt) and
+    // d(scale) sum through atomics (the reverse state passing's ⟨G_c, S_in⟩, the per-head d(scale)), so to fp32
+    // rounding.
+    DevBuf st(mx::kern::ssd_saved_bytes(a)), y2(n_y * io_size(c.io)), hT2(n_h * 4), dx2(n_y * io_size(c.io)),
         ddt2(c.B * c.L * c.H * 4), dB2(n_bc * 4), dC2(n_bc * 4), dh02(n_h * 4), ds2(c.H * 8),
         ws2(std::max(mx::kern::ssd_fwd_workspace_bytes(in.a, true), mx::kern::ssd_bwd_workspace_bytes(a, true)));
     mx::kern::SsdFwdOut o2 = o;
-    o2.y = y2.get(), o2.hT = hT2.as<float>(), o2.states = st.get();
+    o2.y = y2.get(), o2.hT = hT2.as<float>(), o2.saved = st.get();
     DEV_CHECK(mx::kern::ssd_fwd(in.a, o2, ws2.get(), nullptr));
     mx::kern::SsdBwdArgs g2 = g;
-    g2.states = st.get();
+    g2.saved = st.get();
     g2.dx = dx2.get(), g2.ddt = ddt2.as<float>(), g2.dB = dB2.as<float>(), g2.dC = dC2.as<float>();
     g2.dh0 = dh02.as<float>(), g2.dscale = ds2.as<double>();
     DEV_CHECK(mx::kern::ssd_bwd(a, g2, ws2.get(), nullptr));
     DEV_CHECK(cudaDeviceSynchronize());
     auto same = [&](const char* what, const DevBuf& got, const DevBuf& want, size_t n, IoType io, double tol) {
-      checks.push_back(Check{std::string(what) + "(S_in)", compare(download(got, n, io), download(want, n, io)), tol});
+      checks.push_back(Check{std::string(what) + "(saved)", compare(download(got, n, io), download(want, n, io)), tol});
     };
     same("dx", dx2, dx, n_y, c.io, 0);
     same("dB", dB2, dB, n_bc, f32, 0);
     same("dC", dC2, dC, n_bc, f32, 0);
     same("dh0", dh02, dh0, n_h, f32, 0);
     same("ddt", ddt2, ddt, c.B * c.L * c.H, f32, 1e-6);
-    checks.push_back(Check{"dscale(S_in)", compare(download_f64(ds2, c.H), download_f64(ds, c.H)), 1e-6});
-    checks.push_back(check("y(S_in)", download(y2, n_y, c.io), y_ref, bf ? 3e-2 : 5e-5, c.io));
+    checks.push_back(Check{"dscale(saved)", compare(download_f64(ds2, c.H), download_f64(ds, c.H)), 1e-6});
+    checks.push_back(check("y(saved)", download(y2, n_y, c.io), y_ref, bf ? 3e-2 : 5e-5, c.io));
   }
   Json j;
   j.str("case", c.name());
@@ -390,14 +391,14 @@ std::string bench_one(int64_t L, bool breakdown, Rng& rng, bool profile_only = f
       mx::kern::ssd_set_stage_hook(nullptr);
     }
   }
-  // Forward + backward twice: with the backward recomputing S_in ("fwd_bwd_recompute") and with the forward keeping
-  // it for the backward (SsdFwdOut::states -> SsdBwdArgs::states, as the model's autograd does: "fwd_bwd"). The
-  // breakdown is of the latter's backward.
+  // Forward + backward twice: with the backward recomputing the forward's stages 1–4 ("fwd_bwd_recompute") and with
+  // the forward keeping them for it (SsdFwdOut::saved -> SsdBwdArgs::saved, as the model's autograd does:
+  // "fwd_bwd"). The breakdown is of the latter's backward.
   for (const bool keep : {false, true}) {
     const std::string key = keep ? "fwd_bwd" : "fwd_bwd_recompute";
     const size_t ws_fk = mx::kern::ssd_fwd_workspace_bytes(in.a, keep);
     const size_t ws_bk = mx::kern::ssd_bwd_workspace_bytes(in.a, keep);
-    const size_t st_bytes = keep ? mx::kern::ssd_states_bytes(in.a) : 0;
+    const size_t st_bytes = keep ? mx::kern::ssd_saved_bytes(in.a) : 0;
     DevBuf ws(std::max(ws_fk, ws_bk)), st(std::max<size_t>(st_bytes, 16));
     DevBuf dy = random_dev(n_y, c.io, rng, 1.0), dx(n_y * 2), ddt(L * c.H * 4), dB(L * c.N * 4), dC(L * c.N * 4),
            dh0(n_h * 4), ds(c.H * 8);
@@ -407,7 +408,7 @@ std::string bench_one(int64_t L, bool breakdown, Rng& rng, bool profile_only = f
     g.dx = dx.get(), g.dx_sb = n_y, g.dx_sl = c.H * P, g.dx_sh = P;
     g.ddt = ddt.as<float>(), g.dB = dB.as<float>(), g.dC = dC.as<float>(), g.dh0 = dh0.as<float>();
     g.dscale = ds.as<double>();
-    if (keep) of.states = st.get(), g.states = st.get();
+    if (keep) of.saved = st.get(), g.saved = st.get();
     size_t free2;
     for (int i = 0; i < 2; ++i) {
       DEV_CHECK(mx::kern::ssd_fwd(in.a, of, ws.get(), nullptr));
@@ -444,7 +445,7 @@ std::string bench_one(int64_t L, bool breakdown, Rng& rng, bool profile_only = f
     }
   }
   DEV_CHECK(cudaGetLastError());
-  std::printf("bench L=%lld: fwd %.3f ms, fwd+bwd %.3f ms (S_in recomputed: %.3f ms) (Triton: 3.67 / 15.1 ms at "
+  std::printf("bench L=%lld: fwd %.3f ms, fwd+bwd %.3f ms (recomputing stages 1-4: %.3f ms) (Triton: 3.67 / 15.1 ms at "
               "65536)\n  %s\n", (long long)L, ms_f, ms_fb, ms_rc, j.dump().c_str());
   std::fflush(stdout);
   return j.dump();

@@ -19,10 +19,10 @@
 // everything carried between chunks stays fp32, and the chunk-local cumsum is a double-float so that decays
 // between nearby tokens keep full precision however large the cumsum grows.
 // Sequences of at most kSsdRecurrentMaxLen tokens (decoding steps) take a direct recurrent kernel instead.
-// The backward recomputes 1–2, and 3–4 unless the forward kept S_in for it (SsdFwdOut::states ->
-// SsdBwdArgs::states: (B, nc, H, P, N), bf16 for bf16 I/O, 335 MB at L = 64k, H = 80, N = 128). It then
-// runs the state passing in reverse for the gradients of the states, and forms dx, dB, dC, d(dt) (through the
-// clamp and softplus), d(scale) (fp64, per head) and dh0 from dy and dhT.
+// The backward recomputes 1–4 unless the forward kept them for it (SsdFwdOut::saved -> SsdBwdArgs::saved:
+// Δ, the cumsum, CB and S_in, with S_in in bf16 for bf16 I/O; ssd_saved_bytes). It then runs the state passing in
+// reverse for the gradients of the states, and forms dx, dB, dC, d(dt) (through the clamp and softplus),
+// d(scale) (fp64, per head) and dh0 from dy and dhT.
 #pragma once
 #include <cmath>
 #include <cstddef>
@@ -61,17 +61,17 @@ struct SsdFwdOut {
   void* y = nullptr;  // (B, L, H, P), io type
   int64_t y_sb = 0, y_sl = 0, y_sh = 0;
   float* hT = nullptr;  // (B, H, P, N) contiguous or null; may alias h0
-  // Optional: S_in, the state entering each chunk, (B, nc, H, P, N) contiguous with nc = ceil(L / kSsdChunk)
-  // (ssd_states_bytes), bf16 for bf16 I/O (the operand the chunk scans use) and fp32 for fp32 I/O; for ssd_bwd
-  // (SsdBwdArgs::states). Setting it takes the chunked path even for short sequences.
-  void* states = nullptr;
+  // Optional: a buffer of ssd_saved_bytes (16-byte aligned) that receives what the backward would otherwise
+  // recompute (stages 1–4: Δ and its cumsum, CB, and S_in, the state entering each chunk, in bf16 for bf16 I/O);
+  // pass it to ssd_bwd (SsdBwdArgs::saved). Setting it takes the chunked path even for short sequences.
+  void* saved = nullptr;
 };
 
 struct SsdBwdArgs {
   const void* dy = nullptr;  // (B, L, H, P), io type (required; pass zeros for none)
   int64_t dy_sb = 0, dy_sl = 0, dy_sh = 0;
   const float* dhT = nullptr;  // (B, H, P, N) contiguous or null (zeros)
-  const void* states = nullptr;  // S_in from ssd_fwd with the same inputs (SsdFwdOut::states), or null: recomputed
+  const void* saved = nullptr;  // SsdFwdOut::saved of ssd_fwd on the same inputs, or null: recomputed
   void* dx = nullptr;          // (B, L, H, P), io type
   int64_t dx_sb = 0, dx_sl = 0, dx_sh = 0;
   float* ddt = nullptr;     // (B, L, H) contiguous: gradient w.r.t. the raw dt
@@ -85,11 +85,11 @@ struct SsdBwdArgs {
 bool ssd_supported(int64_t head_dim, int64_t dstate);
 
 // Scratch bytes of the launchers (16-byte aligned buffer of at least that size; 0 for the recurrent path), for
-// calls without or with SsdFwdOut::states / SsdBwdArgs::states (less scratch: the states live in that buffer).
-size_t ssd_fwd_workspace_bytes(const SsdArgs& a, bool with_states = false);
-size_t ssd_bwd_workspace_bytes(const SsdArgs& a, bool with_states = false);
-// Bytes of SsdFwdOut::states / SsdBwdArgs::states.
-size_t ssd_states_bytes(const SsdArgs& a);
+// calls without or with SsdFwdOut::saved / SsdBwdArgs::saved (less scratch: the intermediates live there).
+size_t ssd_fwd_workspace_bytes(const SsdArgs& a, bool with_saved = false);
+size_t ssd_bwd_workspace_bytes(const SsdArgs& a, bool with_saved = false);
+// Bytes of SsdFwdOut::saved / SsdBwdArgs::saved.
+size_t ssd_saved_bytes(const SsdArgs& a);
 
 // Enqueue on `stream`. cudaErrorInvalidValue for unsupported shapes or missing pointers, else the launch status.
 cudaError_t ssd_fwd(const SsdArgs& a, const SsdFwdOut& o, void* workspace, cudaStream_t stream);

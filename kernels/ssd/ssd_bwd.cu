@@ -11,8 +11,8 @@
 // The column sums need no elementwise products: with dxi_s = Σ_{t>=s} CB_ts·L_ts·dy_t (dx_s = Δ_s·dxi_s + ...),
 //   Σ_t T_ts = Δ_s·(x_s·dxi_s),   Σ_t (dy_t·x_s)·CB_ts·L_ts = x_s·dxi_s;
 // the chunk scan backward forms them with dx; the row sums Σ_s T_ts come from dcb_kernel with dCB.
-// Kernels: the forward stages 1–2 (Δ, cumsum, CB) and 3–4 (S_in; skipped when the forward kept S_in,
-// SsdBwdArgs::states), the chunk states of (dy·exp(cs), C) and the reverse state passing
+// Kernels: the forward stages 1–4 (Δ, cumsum, CB, S_in; skipped when the forward kept them, SsdBwdArgs::saved),
+// the chunk states of (dy·exp(cs), C) and the reverse state passing
 // (G, dh0), dcb_kernel (dCB and the T row sums, looping over the heads of a group), chunk_scan_bwd_kernel (dx and
 // the per-chunk terms; bf16 uses chunk_scan_bwd_async_kernel of ssd_bwd_scan.cuh), the dB and dC kernels (products
 // summed over the heads of a group: dbc_async_kernel for bf16, dbc_kernel for fp32) and finalize_kernel.
@@ -30,7 +30,8 @@ constexpr int kSlots = 6;  // 0–3: T row sums by source block (dcb_kernel); 4:
 
 // bf16 I/O also has S_in and G_c in bf16 (the B operands of the bf16 chunk scan backward and dB / dC kernels):
 // S16 after the floats, G16 in the fp32 region of f.S (the forward prefix's chunk states, unused once S16 is
-// written). With the caller's S_in (with_states) there is no f.S region and no S16: G16 goes after the floats.
+// written). With the forward's intermediates (with_saved: SsdBwdArgs::saved) f and S16 point into them (read only)
+// and G16 goes after the floats.
 struct BwdWs {
   FwdWs f;
   float *G, *dcb, *slot, *dcs_sp;
@@ -38,11 +39,12 @@ struct BwdWs {
   bf16 *S16 = nullptr, *G16 = nullptr;
   size_t bytes;
 };
-BwdWs bwd_ws(const Dims& d, void* base, bool b16, bool with_states) {
+BwdWs bwd_ws(const Dims& d, void* base, bool b16, bool with_saved, const void* saved = nullptr) {
   BwdWs w;
-  w.f = fwd_ws(d, base, !with_states);
+  void* sv = const_cast<void*>(saved);  // FwdWs's mutable pointer types; the backward only reads these regions
+  w.f = with_saved ? saved_ws(d, sv, b16) : fwd_ws(d, base);
   float* p = static_cast<float*>(base);
-  size_t off = w.f.floats;
+  size_t off = with_saved ? 0 : w.f.floats;
   auto take = [&](size_t n) {
     float* r = p ? p + off : nullptr;
     off += align4(n);
@@ -57,10 +59,10 @@ BwdWs bwd_ws(const Dims& d, void* base, bool b16, bool with_states) {
   if (b16) {
     if (base) {
       bf16* tail = reinterpret_cast<bf16*>(p + off);
-      w.S16 = with_states ? nullptr : tail;
-      w.G16 = with_states ? tail : reinterpret_cast<bf16*>(w.f.S);
+      w.S16 = with_saved ? (sv ? saved_s16(d, sv) : nullptr) : tail;
+      w.G16 = with_saved ? tail : reinterpret_cast<bf16*>(w.f.S);
     }
-    w.bytes += size_t(d.B * d.nc * d.H) * kP * d.N * sizeof(bf16);
+    w.bytes += s16_bytes(d);
   }
   return w;
 }
@@ -718,14 +720,13 @@ template <typename T, int N>
 cudaError_t launch_bwd(const SsdArgs& a, const SsdBwdArgs& gr, void* ws, cudaStream_t st) {
   const Dims d = make_dims(a);
   constexpr bool b16 = std::is_same_v<T, bf16>;
-  const BwdWs w = bwd_ws(d, ws, b16, gr.states != nullptr);
+  const BwdWs w = bwd_ws(d, ws, b16, gr.saved != nullptr, gr.saved);
   const unsigned nc = unsigned(d.nc), H = unsigned(d.H), B = unsigned(d.B), BG = unsigned(d.B * d.G);
-  // S_in: the forward's (gr.states), or recomputed by the forward's prefix. Read-only from here on.
-  cudaError_t err =
-      gr.states ? launch_cumsum_cb<T>(a, d, w.f, st) : launch_prefix<T, N>(a, d, w.f, nullptr, st, w.S16);
+  // The forward's stages 1–4, unless it kept them (gr.saved). Read-only from here on.
+  cudaError_t err = gr.saved ? cudaSuccess : launch_prefix<T, N>(a, d, w.f, nullptr, st, w.S16);
   if (err != cudaSuccess) return err;
-  const float* S_in = gr.states ? static_cast<const float*>(gr.states) : w.f.S;  // fp32 I/O
-  const bf16* S16 = gr.states ? static_cast<const bf16*>(gr.states) : w.S16;     // bf16 I/O
+  const float* S_in = w.f.S;  // fp32 I/O
+  const bf16* S16 = w.S16;     // bf16 I/O
   if ((err = cudaMemsetAsync(w.dcs_sp, 0, size_t(d.B * d.H * d.nc) * sizeof(float), st)) != cudaSuccess) return err;
   if (gr.dscale && (err = cudaMemsetAsync(gr.dscale, 0, size_t(d.H) * sizeof(double), st)) != cudaSuccess) return err;
   // Two branches after the prefix: dcb_kernel and dC need only the prefix's outputs; the reverse chunk states, the
@@ -817,16 +818,16 @@ cudaError_t launch_bwd(const SsdArgs& a, const SsdBwdArgs& gr, void* ws, cudaStr
 
 namespace mx::kern {
 
-size_t ssd_bwd_workspace_bytes(const SsdArgs& a, bool with_states) {
+size_t ssd_bwd_workspace_bytes(const SsdArgs& a, bool with_saved) {
   if (a.batch < 1 || a.len < 1) return 0;
-  return ssd::bwd_ws(ssd::make_dims(a), nullptr, a.io == IoType::BF16, with_states).bytes;
+  return ssd::bwd_ws(ssd::make_dims(a), nullptr, a.io == IoType::BF16, with_saved).bytes;
 }
 
 cudaError_t ssd_bwd(const SsdArgs& a, const SsdBwdArgs& g, void* workspace, cudaStream_t stream) {
   if (!ssd_supported(a.head_dim, a.dstate) || a.batch < 1 || a.len < 1 || a.heads < 1 || a.groups < 1 ||
       a.heads % a.groups != 0 || a.batch * a.groups > 65535 || a.heads > 65535 || !a.x || !a.dt || !a.Bm ||
       !a.Cm || !a.A || !g.dy || !g.dx || !g.ddt || !g.dB || !g.dC || !workspace ||
-      reinterpret_cast<uintptr_t>(g.states) % 16 != 0)
+      reinterpret_cast<uintptr_t>(g.saved) % 16 != 0)
     return cudaErrorInvalidValue;
   cudaError_t err = cudaSuccess;
   ssd::dispatch(a.io, a.dstate, [&](auto io, auto n) {

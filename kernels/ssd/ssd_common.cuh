@@ -640,4 +640,18 @@ inline FwdWs fwd_ws(const Dims& d, void* base, bool with_S = true) {
   return w;
 }
 
+// S_in in bf16 (bf16 I/O: the B operand of the chunk scans), (B, nc, H, P, N).
+inline size_t s16_bytes(const Dims& d) { return size_t(d.B * d.nc * d.H) * kP * d.N * sizeof(uint16_t); }
+
+// The forward's intermediates that the backward reuses (SsdFwdOut::saved): fwd_ws's regions, with S = S_in for fp32
+// I/O; for bf16 I/O without S (the fp32 chunk states stay in the forward's workspace) and followed by S_in in bf16
+// (saved_s16).
+inline FwdWs saved_ws(const Dims& d, void* base, bool b16) { return fwd_ws(d, base, !b16); }
+inline size_t saved_bytes(const Dims& d, bool b16) {
+  return saved_ws(d, nullptr, b16).floats * sizeof(float) + (b16 ? s16_bytes(d) : 0);
+}
+inline bf16* saved_s16(const Dims& d, void* base) {
+  return reinterpret_cast<bf16*>(static_cast<float*>(base) + saved_ws(d, nullptr, true).floats);
+}
+
 }  // namespace mx::kern::ssd

@@ -319,37 +319,37 @@ __global__ void __launch_bounds__(256) recurrent_kernel(SsdArgs a, Dims d, SsdFw
     for (int n = 0; n < NQ; ++n) o.hT[sidx + n] = st[n];
 }
 
-// The recurrent kernel serves short sequences, unless the chunk states are wanted (SsdFwdOut::states).
-bool use_recurrent(const SsdArgs& a, bool with_states) {
-  return !a.force_chunked && !with_states && a.len <= kSsdRecurrentMaxLen;
+// The recurrent kernel serves short sequences, unless the intermediates are wanted (SsdFwdOut::saved).
+bool use_recurrent(const SsdArgs& a, bool with_saved) {
+  return !a.force_chunked && !with_saved && a.len <= kSsdRecurrentMaxLen;
 }
 
-// Workspace: fwd_ws, then (bf16) S_in in bf16 unless the caller's states buffer holds it; with fp32 I/O the
-// states buffer replaces fwd_ws's S region (the state passing turns the chunk states into S_in in place).
-size_t fwd_workspace_bytes(const SsdArgs& a, bool with_states) {
-  if (use_recurrent(a, with_states) || a.batch < 1 || a.len < 1) return 0;
+// Workspace: fwd_ws, then (bf16) S_in in bf16. With SsdFwdOut::saved those live there (saved_ws), and only the
+// bf16 path's fp32 chunk states remain here.
+size_t fwd_workspace_bytes(const SsdArgs& a, bool with_saved) {
+  if (use_recurrent(a, with_saved) || a.batch < 1 || a.len < 1) return 0;
   const Dims d = make_dims(a);
   const bool b16 = a.io == IoType::BF16;
-  const size_t s16 = b16 && !with_states ? size_t(d.B * d.nc * d.H) * kP * d.N * sizeof(uint16_t) : 0;
-  return fwd_ws(d, nullptr, b16 || !with_states).floats * sizeof(float) + s16;
+  if (with_saved) return b16 ? size_t(d.B * d.nc * d.H) * kP * d.N * sizeof(float) : 0;
+  return fwd_ws(d, nullptr).floats * sizeof(float) + (b16 ? s16_bytes(d) : 0);
 }
 
 template <typename T, int N>
 cudaError_t launch_fwd(const SsdArgs& a, const SsdFwdOut& o, void* ws, cudaStream_t st) {
   const Dims d = make_dims(a);
   constexpr bool b16 = std::is_same_v<T, bf16>;
-  if (use_recurrent(a, o.states != nullptr)) {
+  if (use_recurrent(a, o.saved != nullptr)) {
     auto kr = recurrent_kernel<T, N>;
     MX_LAUNCH(kr, dim3(unsigned(d.H), unsigned(d.B)), dim3(256), 0, st, a, d, o);
     mark("recurrent", st);
     return cudaGetLastError();
   }
-  FwdWs w = fwd_ws(d, ws, b16 || !o.states);
-  if (!b16 && o.states) w.S = static_cast<float*>(o.states);
+  FwdWs w = o.saved ? saved_ws(d, o.saved, b16) : fwd_ws(d, ws);
+  if (o.saved && b16) w.S = static_cast<float*>(ws);  // the chunk states
   const dim3 grid = chunk_head_grid(d);
   cudaError_t err = cudaSuccess;
   if constexpr (b16) {
-    bf16* S16 = o.states ? static_cast<bf16*>(o.states) : reinterpret_cast<bf16*>(static_cast<float*>(ws) + w.floats);
+    bf16* S16 = o.saved ? saved_s16(d, o.saved) : reinterpret_cast<bf16*>(static_cast<float*>(ws) + w.floats);
     if ((err = launch_prefix<T, N>(a, d, w, o.hT, st, S16)) != cudaSuccess) return err;
     auto k5 = chunk_scan_warp_kernel<N>;
     if ((err = set_smem(k5, scan_warp_smem<N>())) != cudaSuccess) return err;
@@ -380,19 +380,18 @@ bool ssd_supported(int64_t head_dim, int64_t dstate) {
   return head_dim == kSsdHeadDim && (dstate == 64 || dstate == 128 || dstate == 256);
 }
 
-size_t ssd_fwd_workspace_bytes(const SsdArgs& a, bool with_states) { return ssd::fwd_workspace_bytes(a, with_states); }
+size_t ssd_fwd_workspace_bytes(const SsdArgs& a, bool with_saved) { return ssd::fwd_workspace_bytes(a, with_saved); }
 
-size_t ssd_states_bytes(const SsdArgs& a) {
+size_t ssd_saved_bytes(const SsdArgs& a) {
   if (a.batch < 1 || a.len < 1) return 0;
-  const ssd::Dims d = ssd::make_dims(a);
-  return size_t(d.B * d.nc * d.H) * ssd::kP * d.N * (a.io == IoType::BF16 ? sizeof(uint16_t) : sizeof(float));
+  return ssd::saved_bytes(ssd::make_dims(a), a.io == IoType::BF16);
 }
 
 cudaError_t ssd_fwd(const SsdArgs& a, const SsdFwdOut& o, void* workspace, cudaStream_t stream) {
   if (!ssd_supported(a.head_dim, a.dstate) || a.batch < 1 || a.len < 1 || a.heads < 1 || a.groups < 1 ||
       a.heads % a.groups != 0 || a.batch > 65535 || a.heads > 65535 || !a.x || !a.dt || !a.Bm || !a.Cm || !a.A ||
-      !o.y || (ssd_fwd_workspace_bytes(a, o.states != nullptr) > 0 && !workspace) ||
-      reinterpret_cast<uintptr_t>(o.states) % 16 != 0)
+      !o.y || (ssd_fwd_workspace_bytes(a, o.saved != nullptr) > 0 && !workspace) ||
+      reinterpret_cast<uintptr_t>(o.saved) % 16 != 0)
     return cudaErrorInvalidValue;
   cudaError_t err = cudaSuccess;
   ssd::dispatch(a.io, a.dstate, [&](auto io, auto n) {

@@ -392,30 +392,21 @@ cudaError_t launch_chunk_state(const StateSrc& src, const Dims& d, const FwdWs& 
   return cudaGetLastError();
 }
 
-// Stages 1–2 of the forward: fills w.dtv, w.cs2, w.csl (Δ and the chunk-local cumsum) and w.cb (C·Bᵀ).
-template <typename T>
-cudaError_t launch_cumsum_cb(const SsdArgs& a, const Dims& d, const FwdWs& w, cudaStream_t st) {
-  auto k1 = dt_cumsum_kernel<T>;
-  MX_LAUNCH(k1, dim3(unsigned(d.nc), unsigned(ceil_div(d.H, int64_t(kCsHeads))), unsigned(d.B)), dim3(256), kCsSmem,
-            st, a, d, w.dtv, w.cs2, w.csl);
-  mark("dt_cumsum", st);
-  auto k2 = cb_kernel<T>;
-  MX_LAUNCH(k2, dim3(10, unsigned(d.nc), unsigned(d.B * d.G)), dim3(128), 2 * 64 * ld_of<T>(64) * sizeof(T), st, a,
-            d, w.cb);
-  mark("cb", st);
-  return cudaGetLastError();
-}
-
-// Stages 1–4 of the forward: stages 1–2, then w.S (= S_in per chunk, or with S16 the chunk states and S16 = S_in
-// in bf16); hT (or null) gets the final state.
+// Stages 1–4 of the forward: fills w.dtv, w.cs2, w.cb and w.S (= S_in per chunk, or with S16 the chunk states
+// and S16 = S_in in bf16); hT (or null) gets the final state.
 template <typename T, int N>
 cudaError_t launch_prefix(const SsdArgs& a, const Dims& d, const FwdWs& w, float* hT, cudaStream_t st,
                           bf16* S16 = nullptr) {
-  const unsigned H = unsigned(d.H), B = unsigned(d.B);
-  cudaError_t err = launch_cumsum_cb<T>(a, d, w, st);
-  if (err != cudaSuccess) return err;
+  const unsigned nc = unsigned(d.nc), H = unsigned(d.H), B = unsigned(d.B);
+  auto k1 = dt_cumsum_kernel<T>;
+  MX_LAUNCH(k1, dim3(nc, unsigned(ceil_div(d.H, int64_t(kCsHeads))), B), dim3(256), kCsSmem, st, a, d, w.dtv, w.cs2,
+            w.csl);
+  mark("dt_cumsum", st);
+  auto k2 = cb_kernel<T>;
+  MX_LAUNCH(k2, dim3(10, nc, unsigned(d.B * d.G)), dim3(128), 2 * 64 * ld_of<T>(64) * sizeof(T), st, a, d, w.cb);
+  mark("cb", st);
   const StateSrc src{a.x, a.x_sb, a.x_sl, a.x_sh, a.Bm, a.B_sb, a.B_sl, a.B_sg};
-  err = launch_chunk_state<T, N, false>(src, d, w, w.S, st);
+  cudaError_t err = launch_chunk_state<T, N, false>(src, d, w, w.S, st);
   if (err != cudaSuccess) return err;
   mark("chunk_state", st);
   auto k4 = state_pass_kernel<false>;

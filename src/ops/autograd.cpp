@@ -86,9 +86,9 @@ struct SsdScanFn : torch::autograd::Function<SsdScanFn> {
                                const at::Tensor& h0) {
     require_backward_device(x, "ssd_scan", true);
     at::Tensor h = h0.clone();  // (B, H, P, N)
-    at::Tensor states;          // CUDA: S_in per chunk, kept so that the backward need not recompute it
-    auto y = ssd_scan_forward(x, dt_raw, dt_bias, dt_scale, dt_min, dt_max, A, Bm, Cm, D, h, &states);
-    ctx->save_for_backward({x, dt_raw, dt_bias, dt_scale, A, Bm, Cm, D, h0, states});
+    at::Tensor saved;           // CUDA: the intermediates the backward would otherwise recompute (S_in, ...)
+    auto y = ssd_scan_forward(x, dt_raw, dt_bias, dt_scale, dt_min, dt_max, A, Bm, Cm, D, h, &saved);
+    ctx->save_for_backward({x, dt_raw, dt_bias, dt_scale, A, Bm, Cm, D, h0, saved});
     ctx->saved_data["dt_min"] = dt_min;
     ctx->saved_data["dt_max"] = dt_max;
     return {y, h};

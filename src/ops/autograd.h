@@ -19,12 +19,12 @@ bool wants_grad(std::initializer_list<const at::Tensor*> ts);
 at::Tensor selective_scan_forward(const at::Tensor& u, const at::Tensor& delta_raw, const at::Tensor& dt_bias,
                                   const at::Tensor& dt_scale, const at::Tensor& A, const at::Tensor& Bm,
                                   const at::Tensor& Cm, const at::Tensor& D, const at::Tensor& z, at::Tensor& h);
-// `states` (autograd): receives what the backward can reuse instead of recomputing (the CUDA kernels' S_in; left
-// undefined by the CPU reference).
+// `saved` (autograd): receives what the backward can reuse instead of recomputing (the CUDA kernels' intermediates;
+// left undefined by the CPU reference).
 at::Tensor ssd_scan_forward(const at::Tensor& x, const at::Tensor& dt_raw, const at::Tensor& dt_bias,
                             const at::Tensor& dt_scale, double dt_min, double dt_max, const at::Tensor& A,
                             const at::Tensor& Bm, const at::Tensor& Cm, const at::Tensor& D, at::Tensor& h,
-                            at::Tensor* states = nullptr);
+                            at::Tensor* saved = nullptr);
 at::Tensor causal_conv1d_forward(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                                  at::Tensor& state);
 

@@ -15,22 +15,22 @@ namespace mx::ops {
 
 // ops::ssd_scan on CUDA tensors; `h` (B, H, P, N) is the initial state in and the final state out (updated in
 // place when it is a contiguous fp32 tensor). force_chunked (tests): use the chunked kernels even for the short
-// sequences that otherwise take the recurrent kernel. With `states` non-null the forward also keeps S_in, the
-// state entering each chunk of 256 tokens, for ssd_scan_bwd_cuda (kern::SsdFwdOut::states: (B, nc, H, P, N) in
-// the kernels' io type, bf16 or fp32); it stays undefined where the CPU reference runs.
+// sequences that otherwise take the recurrent kernel. With `saved` non-null the forward also keeps what the
+// backward would otherwise recompute (kern::SsdFwdOut::saved: Δ, its cumsum, CB and S_in, as a byte tensor) for
+// ssd_scan_bwd_cuda; it stays undefined where the CPU reference runs.
 at::Tensor ssd_scan_cuda(const at::Tensor& x, const at::Tensor& dt_raw, const at::Tensor& dt_bias,
                          const at::Tensor& dt_scale, double dt_min, double dt_max, const at::Tensor& A,
                          const at::Tensor& Bm, const at::Tensor& Cm, const at::Tensor& D, at::Tensor& h,
-                         bool force_chunked = false, at::Tensor* states = nullptr);
+                         bool force_chunked = false, at::Tensor* saved = nullptr);
 
 // Backward of ops::ssd_scan (ref::ssd_scan_bwd semantics: dx, ddt_raw, dB, dC, dh0 and dscale in the shapes and
-// dtypes of x, dt_raw, Bm, Cm, h0, dt_scale; undefined dy / dhT count as zeros; h0 undefined = zeros). `states`:
-// S_in from ssd_scan_cuda on the same inputs, or undefined (recomputed: the chunk states and the state passing).
+// dtypes of x, dt_raw, Bm, Cm, h0, dt_scale; undefined dy / dhT count as zeros; h0 undefined = zeros). `saved`:
+// from ssd_scan_cuda on the same inputs, or undefined (the backward recomputes it).
 ref::SsdScanGrads ssd_scan_bwd_cuda(const at::Tensor& x, const at::Tensor& dt_raw, const at::Tensor& dt_bias,
                                     const at::Tensor& dt_scale, double dt_min, double dt_max, const at::Tensor& A,
                                     const at::Tensor& Bm, const at::Tensor& Cm, const at::Tensor& D,
                                     const at::Tensor& h0, const at::Tensor& dy, const at::Tensor& dhT,
-                                    const at::Tensor& states = at::Tensor());
+                                    const at::Tensor& saved = at::Tensor());
 
 // ops::gated_group_rmsnorm on CUDA tensors (no autograd: the dispatcher keeps the ATen expression when
 // gradients are required). fp32 / bf16 y; other dtypes run the ATen reference on the device.

@@ -39,11 +39,11 @@ namespace detail {
 at::Tensor ssd_scan_forward(const at::Tensor& x, const at::Tensor& dt_raw, const at::Tensor& dt_bias,
                             const at::Tensor& dt_scale, double dt_min, double dt_max, const at::Tensor& A,
                             const at::Tensor& Bm, const at::Tensor& Cm, const at::Tensor& D, at::Tensor& h,
-                            at::Tensor* states) {
+                            at::Tensor* saved) {
 #ifdef MX_WITH_CUDA
-  if (x.is_cuda()) return ssd_scan_cuda(x, dt_raw, dt_bias, dt_scale, dt_min, dt_max, A, Bm, Cm, D, h, false, states);
+  if (x.is_cuda()) return ssd_scan_cuda(x, dt_raw, dt_bias, dt_scale, dt_min, dt_max, A, Bm, Cm, D, h, false, saved);
 #else
-  (void)states;
+  (void)saved;
 #endif
   if (!x.device().is_cpu()) throw Error("ssd_scan: no implementation for device " + x.device().str());
   return ref::ssd_scan(x, dt_raw, dt_bias, dt_scale, dt_min, dt_max, A, Bm, Cm, D, h);

@@ -59,8 +59,6 @@ Prepared prepare(const at::Tensor& x, const at::Tensor& dt_raw, const at::Tensor
   return p;
 }
 
-int64_t num_chunks(int64_t L) { return (L + kern::kSsdChunk - 1) / kern::kSsdChunk; }
-
 at::Tensor workspace(size_t bytes, const at::Tensor& like) {
   return at::empty({int64_t(std::max<size_t>(bytes, 16))}, like.options().dtype(at::kByte));
 }
@@ -69,7 +67,7 @@ at::Tensor workspace(size_t bytes, const at::Tensor& like) {
 at::Tensor ssd_scan_cuda(const at::Tensor& x_in, const at::Tensor& dt_raw, const at::Tensor& dt_bias,
                          const at::Tensor& dt_scale, double dt_min, double dt_max, const at::Tensor& A,
                          const at::Tensor& Bm, const at::Tensor& Cm, const at::Tensor& D, at::Tensor& h,
-                         bool force_chunked, at::Tensor* states) {
+                         bool force_chunked, at::Tensor* saved) {
   const int64_t B = x_in.size(0), L = x_in.size(1), H = x_in.size(2), P = x_in.size(3);
   if (!supported(x_in, Bm)) {
     warn_once(g_warned_fallback,
@@ -92,11 +90,11 @@ at::Tensor ssd_scan_cuda(const at::Tensor& x_in, const at::Tensor& dt_raw, const
   kern::SsdFwdOut o;
   o.y = y.data_ptr(), o.y_sb = y.stride(0), o.y_sl = y.stride(1), o.y_sh = y.stride(2);
   o.hT = hs.data_ptr<float>();
-  if (states) {
-    *states = at::empty({B, num_chunks(L), H, P, Bm.size(3)}, p.x.options());  // (B, nc, H, P, N)
-    o.states = states->data_ptr();
+  if (saved) {
+    *saved = workspace(kern::ssd_saved_bytes(p.a), p.x);
+    o.saved = saved->data_ptr();
   }
-  auto ws = workspace(kern::ssd_fwd_workspace_bytes(p.a, states != nullptr), p.x);
+  auto ws = workspace(kern::ssd_fwd_workspace_bytes(p.a, saved != nullptr), p.x);
   check(kern::ssd_fwd(p.a, o, ws.data_ptr(), stream()), "ssd_scan");
   if (!direct) h.copy_(hs);
   return y.scalar_type() == x_in.scalar_type() ? y : y.to(x_in.scalar_type());
@@ -106,7 +104,7 @@ ref::SsdScanGrads ssd_scan_bwd_cuda(const at::Tensor& x_in, const at::Tensor& dt
                                     const at::Tensor& dt_scale, double dt_min, double dt_max, const at::Tensor& A,
                                     const at::Tensor& Bm, const at::Tensor& Cm, const at::Tensor& D,
                                     const at::Tensor& h0, const at::Tensor& dy, const at::Tensor& dhT,
-                                    const at::Tensor& states) {
+                                    const at::Tensor& saved) {
   using detail::check_shape;
   constexpr const char* op = "ssd_scan_bwd_cuda";
   check_shape(x_in, {-1, -1, -1, -1}, op, "x");
@@ -123,9 +121,8 @@ ref::SsdScanGrads ssd_scan_bwd_cuda(const at::Tensor& x_in, const at::Tensor& dt
   if (h0.defined()) check_shape(h0, {B, H, P, N}, op, "h0");
   if (dy.defined()) check_shape(dy, {B, L, H, P}, op, "dy");
   if (dhT.defined()) check_shape(dhT, {B, H, P, N}, op, "dhT");
-  if (states.defined()) check_shape(states, {B, num_chunks(L), H, P, N}, op, "states");
   if (!x_in.is_cuda()) throw ShapeError(std::string(op) + ": x must be a CUDA tensor, got " + x_in.device().str());
-  for (const at::Tensor* t : {&dt_raw, &dt_bias, &dt_scale, &A, &Bm, &Cm, &D, &h0, &dy, &dhT, &states})
+  for (const at::Tensor* t : {&dt_raw, &dt_bias, &dt_scale, &A, &Bm, &Cm, &D, &h0, &dy, &dhT, &saved})
     detail::check_same_device(x_in, *t, op, "all inputs");
   if (!supported(x_in, Bm)) {
     warn_once(g_warned_bwd_fallback,
@@ -156,13 +153,14 @@ ref::SsdScanGrads ssd_scan_bwd_cuda(const at::Tensor& x_in, const at::Tensor& dt
   g.dx = dx.data_ptr(), g.dx_sb = dx.stride(0), g.dx_sl = dx.stride(1), g.dx_sh = dx.stride(2);
   g.ddt = ddt.data_ptr<float>(), g.dB = dB.data_ptr<float>(), g.dC = dC.data_ptr<float>();
   g.dh0 = dh0.data_ptr<float>(), g.dscale = ds.data_ptr<double>();
-  if (states.defined()) {
-    if (states.scalar_type() != p.io || !states.is_contiguous())
-      throw ShapeError(fmt::format("{}: states must be contiguous {} (the forward's S_in), got {}", op,
-                                   c10::toString(p.io), c10::toString(states.scalar_type())));
-    g.states = states.data_ptr();
+  if (saved.defined()) {
+    const auto want = int64_t(kern::ssd_saved_bytes(p.a));
+    if (saved.scalar_type() != at::kByte || saved.numel() < want)
+      throw ShapeError(fmt::format("{}: `saved` must be the forward's byte buffer of {} bytes, got {} of {}", op, want,
+                                   saved.numel(), c10::toString(saved.scalar_type())));
+    g.saved = saved.data_ptr();
   }
-  auto ws = workspace(kern::ssd_bwd_workspace_bytes(p.a, states.defined()), p.x);
+  auto ws = workspace(kern::ssd_bwd_workspace_bytes(p.a, saved.defined()), p.x);
   check(kern::ssd_bwd(p.a, g, ws.data_ptr(), stream()), op);
   ref::SsdScanGrads r;
   r.dx = dx.to(x_in.scalar_type());

@@ -6,7 +6,7 @@
 //     (final state: 6e-2).
 //   * CudaSsdBackward: ssd_scan_bwd_cuda against ref::ssd_scan_bwd (float64): dx, d(dt), dB, dC, dh0, d(scale);
 //     fp32 max ≤ 2e-4, mean ≤ 1e-5; bf16 max ≤ 0.15, mean ≤ 5e-3 (relative to rms(ref); d(scale), a sum with
-//     cancellation over every token, only the max); and from the forward's kept S_in the same gradients.
+//     cancellation over every token, only the max); and from the forward's kept intermediates the same gradients.
 //   * CudaSsdPaths: the recurrent (short) and chunked kernels agree; segmented calls chain like one call.
 //   * CudaGatedNorm: the fused kernel against the ATen reference, groups 1 and 8, z a strided view.
 //   * CudaMamba2Organism: organism-mamba2-7m logits on CUDA equal the CPU's (fp32, TF32 off: ≤ 1e-5 relative to max|logit|;
@@ -194,14 +194,13 @@ TEST_P(CudaSsdBackward, MatchesFloat64Backward) {
   std::cout << "[ssd bwd] " << (c.bf16 ? "bf16" : "fp32") << " L=" << c.L << " H=" << c.H << " G=" << c.G
             << " N=" << c.N << ": max/mean" << line << " (tol " << sci(tol) << " / " << sci(tol_mean) << ")\n";
 
-  // The same backward from the S_in that the forward kept (what the autograd path runs) instead of recomputing it:
-  // dx, dB, dC and dh0 bit for bit; d(dt) and d(scale) to fp32 rounding (both are summed through atomics).
-  at::Tensor states, h = d.h.clone();
-  mx::ops::ssd_scan_cuda(d.x, d.dt, d.bias, d.scale, in.lo, in.hi, d.A, d.Bm, d.Cm, d.D, h, false, &states);
-  ASSERT_TRUE(states.defined());
-  EXPECT_EQ(states.scalar_type(), dtype);
+  // The same backward from the intermediates that the forward kept (what the autograd path runs) instead of
+  // recomputing them: dx, dB, dC and dh0 bit for bit; d(dt) and d(scale) to fp32 rounding (atomic sums).
+  at::Tensor saved, h = d.h.clone();
+  mx::ops::ssd_scan_cuda(d.x, d.dt, d.bias, d.scale, in.lo, in.hi, d.A, d.Bm, d.Cm, d.D, h, false, &saved);
+  ASSERT_TRUE(saved.defined());
   const auto gs = mx::ops::ssd_scan_bwd_cuda(d.x, d.dt, d.bias, d.scale, in.lo, in.hi, d.A, d.Bm, d.Cm, d.D, d.h,
-                                             dy.to(kCuda, dtype), dhT.to(kCuda, at::kFloat), states);
+                                             dy.to(kCuda, dtype), dhT.to(kCuda, at::kFloat), saved);
   EXPECT_TRUE(at::equal(gs.dx, gd.dx));
   EXPECT_TRUE(at::equal(gs.dB, gd.dB));
   EXPECT_TRUE(at::equal(gs.dC, gd.dC));
