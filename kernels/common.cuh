@@ -96,23 +96,6 @@ MX_DEV void st_u32x4(void* p, const uint32_t* w) {
 #endif
 }
 
-// 8-byte loads / stores of two words (p must be 8-byte aligned).
-MX_DEV void ld_u32x2(const void* p, uint32_t* w) {
-#ifdef MX_CPU_EMU
-  memcpy(w, p, 8);
-#else
-  const uint2 q = *reinterpret_cast<const uint2*>(p);
-  w[0] = q.x, w[1] = q.y;
-#endif
-}
-MX_DEV void st_u32x2(void* p, const uint32_t* w) {
-#ifdef MX_CPU_EMU
-  memcpy(p, w, 8);
-#else
-  *reinterpret_cast<uint2*>(p) = make_uint2(w[0], w[1]);
-#endif
-}
-
 // Raw element -> float (the prefetched tiles keep raw elements, converted only when staged).
 MX_HD float to_f(float v) { return v; }
 MX_HD float to_f(bf16 v) { return bf16_to_float(v.bits); }

@@ -15,28 +15,21 @@ constexpr int kT = int(kS6Chunk);        // tokens per tile = checkpoint interva
 constexpr int kT2 = 4;                   // backward: tokens whose states live in registers at once
 constexpr int kNSub = kT / kT2;          // backward: register sub-tiles per tile
 constexpr int kMinSegmentChunks = 64;    // a time segment spans at least 64 tiles (2048 tokens)
-// Forward (s6_fwd.cu): a CTA has kFwdScanThreads threads that run the recurrence (kFwdNS states each; FwdCfg raises
-// it for large N) and kFwdIoThreads that stage the tiles and store y, overlapped with the scan. kFwdCtasPerSm of
-// them are resident per SM (the launch bounds' register budget; shared memory allows no more at N = 16), and the
-// time-segment plan and the first pass's pieces count those slots. Fewer states per thread give more threads per
-// channel, so E = 5120 fills the GPU without a time split. The MX_S6_FWD_* macros override these for experiments
+// Forward: the time-segment plan counts kFwdPlanCtasPerSm CTA slots per SM; the register budget (launch bounds)
+// allows fwd_ctas_per_sm<IO>() CTAs per SM, and the first pass is cut into pieces to fill those (s6_fwd.cu). bf16
+// runs 5 per SM (96 registers); fp32 keeps 4 (128: at 96 it spills and slows from 5.03 to 5.69 ms). Measured
+// (H100, E = 5120, 64k, bf16): budget 4 5.06 ms; budget 5, S = 3, first pass in 2 pieces 4.57 ms; S = 4 4.64 ms;
+// budget 6 4.78-4.84 ms (spills). MX_S6_FWD_CTAS_PER_SM overrides the bf16 budget for such experiments
 // (scripts/bench_kernels_mamba1.sh MX_NVCC_FLAGS).
-#ifndef MX_S6_FWD_NS
-#define MX_S6_FWD_NS 2
-#endif
-#ifndef MX_S6_FWD_SCAN_THREADS
-#define MX_S6_FWD_SCAN_THREADS 64
-#endif
-#ifndef MX_S6_FWD_IO_THREADS
-#define MX_S6_FWD_IO_THREADS 64
-#endif
 #ifndef MX_S6_FWD_CTAS_PER_SM
 #define MX_S6_FWD_CTAS_PER_SM 5
 #endif
-constexpr int kFwdNS = MX_S6_FWD_NS;
-constexpr int kFwdScanThreads = MX_S6_FWD_SCAN_THREADS;
-constexpr int kFwdIoThreads = MX_S6_FWD_IO_THREADS;
-constexpr int kFwdCtasPerSm = MX_S6_FWD_CTAS_PER_SM;
+constexpr int kFwdCtasPerSm = 4;  // fp32
+constexpr int kFwdPlanCtasPerSm = 4;
+template <typename IO>
+constexpr int fwd_ctas_per_sm() {
+  return std::is_same_v<IO, bf16> ? MX_S6_FWD_CTAS_PER_SM : kFwdCtasPerSm;
+}
 constexpr int kBwdFirstCtasPerSm = 4;  // the backward's first pass: 128 registers per thread
 constexpr int kBwdCtasPerSm = 3;         // register budget of the backward: 168 registers per thread
 
@@ -105,8 +98,7 @@ bool dispatch(IoType io, int64_t n, F&& f) {
 }
 
 // VW elements of an activation tensor as raw 32-bit words (bf16: two per word), loaded with one vector load
-// per 16 bytes (bf16, VW = 4: one 8-byte load) when `vec` (the launcher checked the alignment) or element by element
-// (`n` valid elements).
+// per 16 bytes when `vec` (the launcher checked the alignment) or element by element (`n` valid elements).
 template <typename IO, int VW>
 struct Raw;
 template <int VW>
@@ -131,8 +123,6 @@ struct Raw<bf16, VW> {
   MX_DEV void load(const bf16* p, bool vec, int n) {
     if (vec && VW == 8) {
       ld_u32x4(p, w);
-    } else if (vec && VW == 4) {
-      ld_u32x2(p, w);
     } else {
 #pragma unroll
       for (int i = 0; i < NW; ++i) {
