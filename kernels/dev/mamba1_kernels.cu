@@ -1,11 +1,11 @@
 // Standalone test + benchmark of the Mamba1 CUDA kernels (s6, conv1d, add+RMSNorm), built by nvcc alone:
 //   nvcc -std=c++17 -O3 -arch=sm_90 --expt-relaxed-constexpr -I kernels kernels/dev/mamba1_kernels.cu
 //        kernels/s6/s6_fwd.cu kernels/s6/s6_bwd.cu kernels/conv1d/conv1d.cu kernels/norm/norm.cu -o mamba1_kernels
-//   ./mamba1_kernels --test [--quick | --tiny] [--bench] [--profile] [--out DIR] [--seed S]
+//   ./mamba1_kernels --test [--quick | --tiny] [--bench [--fwd-only]] [--profile] [--out DIR] [--seed S]
 // --test checks every kernel against its float64 CPU reference on fresh random inputs (test_s6.h,
 // test_conv_norm.h); --quick keeps the small shapes only (the CPU emulator), --tiny a handful of them
 // (compute-sanitizer);
-// --bench times the kernels (bench_mamba1.h); --profile runs one S6 forward and backward at E = 5120,
+// --bench times the kernels (bench_mamba1.h; --fwd-only: the S6 forward rows only); --profile runs one S6 forward and backward at E = 5120,
 // L = 64k, bf16 (for ncu). Prints a table; writes DIR/mamba1_kernels.json. Exit status 1 if a check failed.
 // The same file builds against the CPU emulator (g++ -std=c++20 -DMX_CPU_EMU -x c++ ...; --test --quick).
 #include <chrono>
@@ -128,7 +128,7 @@ std::string s6_name(const S6Case& c) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool test = false, quick = false, tiny = false, bench = false, profile = false;
+  bool test = false, quick = false, tiny = false, bench = false, profile = false, fwd_only = false;
   std::string out_dir;
   uint64_t seed = uint64_t(std::chrono::steady_clock::now().time_since_epoch().count()) % 1000000007ull;
   for (int i = 1; i < argc; ++i) {
@@ -137,6 +137,7 @@ int main(int argc, char** argv) {
     else if (a == "--quick") quick = true;
     else if (a == "--tiny") tiny = quick = true;
     else if (a == "--bench") bench = true;
+    else if (a == "--fwd-only") fwd_only = true;
     else if (a == "--profile") profile = true;
     else if (a == "--out" && i + 1 < argc) out_dir = argv[++i];
     else if (a == "--seed" && i + 1 < argc) seed = std::stoull(argv[++i]);
@@ -206,19 +207,20 @@ int main(int argc, char** argv) {
       }
     };
     // mamba_ssm's selective_scan_cuda on an H100 (kernels.md §3 [measured]), at 64k and 128k.
-    add(bench_s6(1, 65536, 5120, 16, IoType::BF16, 0, 10, 7.53, 24.9));   // the automatic plan
+    const bool bwd = !fwd_only;
+    add(bench_s6(1, 65536, 5120, 16, IoType::BF16, 0, 10, 7.53, 24.9, bwd));   // the automatic plan
     for (int segments : {1, 2, 3}) add(bench_s6(1, 65536, 5120, 16, IoType::BF16, segments, 10, 7.53, 0, false));
-    add(bench_s6(1, 16384, 5120, 16, IoType::BF16, 0, 20, 0, 0));
-    add(bench_s6(1, 131072, 5120, 16, IoType::BF16, 0, 5, 15.1, 50.9));
-    add(bench_s6(1, 16384, 5120, 16, IoType::F32, 0, 20, 0, 0));
-    add(bench_s6(1, 65536, 5120, 16, IoType::F32, 0, 10, 13.05, 27.9));
-    add(bench_s6(1, 131072, 5120, 16, IoType::F32, 0, 5, 26.3, 56.9));
-    add(bench_s6(1, 65536, 1536, 16, IoType::BF16, 1, 10, 0, 0));  // mamba-130m shape, no time split
-    add(bench_s6(1, 65536, 1536, 16, IoType::BF16, 0, 10, 0, 0));  // ... with the automatic split
+    add(bench_s6(1, 16384, 5120, 16, IoType::BF16, 0, 20, 0, 0, bwd));
+    add(bench_s6(1, 131072, 5120, 16, IoType::BF16, 0, 5, 15.1, 50.9, bwd));
+    add(bench_s6(1, 16384, 5120, 16, IoType::F32, 0, 20, 0, 0, bwd));
+    add(bench_s6(1, 65536, 5120, 16, IoType::F32, 0, 10, 13.05, 27.9, bwd));
+    add(bench_s6(1, 131072, 5120, 16, IoType::F32, 0, 5, 26.3, 56.9, bwd));
+    add(bench_s6(1, 65536, 1536, 16, IoType::BF16, 1, 10, 0, 0, bwd));  // mamba-130m shape, no time split
+    add(bench_s6(1, 65536, 1536, 16, IoType::BF16, 0, 10, 0, 0, bwd));  // ... with the automatic split
     // The calibration objective's batch (4 windows of 16k, mamba-130m): the automatic plan and unsplit.
-    add(bench_s6(4, 16384, 1536, 16, IoType::BF16, 0, 10, 0, 0));
+    add(bench_s6(4, 16384, 1536, 16, IoType::BF16, 0, 10, 0, 0, bwd));
     add(bench_s6(4, 16384, 1536, 16, IoType::BF16, 1, 10, 0, 0, false));
-    add(bench_conv_norm(65536, 5120, 2560, IoType::BF16, 10));
+    if (bwd) add(bench_conv_norm(65536, 5120, 2560, IoType::BF16, 10));
     std::printf("\nSummary (ms, median):\n");
     for (const auto& r : rows) std::printf("  %s\n", r.line.c_str());
   }
@@ -229,6 +231,7 @@ int main(int argc, char** argv) {
 #else
   (void)bench;
   (void)profile;
+  (void)fwd_only;
 #endif
   if (!out_dir.empty()) {
     std::ofstream f(out_dir + "/mamba1_kernels.json");

@@ -14,6 +14,8 @@
 // Measured on an H100 (kernels/dev/NOTES_mamba1.md, v4): CTAs of 32 or 64 threads without time segments balance
 // the blocks better but leave ~1 warp per scheduler, and the recurrence is latency-bound there (E = 5120,
 // L = 64k, bf16: 8.1-9.0 ms unsplit vs 5.65 ms at 128 threads and S = 3), so the CTA size is fixed at 128.
+// Fewer states per thread (2 or 1) to fill the GPU without the time split were slower too, also with io / scan warp
+// specialisation (64k bf16: 5.3-8.8 ms vs 4.55 ms; NOTES_mamba1.md, "Forward v5 (dropped)").
 #include "s6/s6_common.cuh"
 
 namespace mx::kern::s6 {
