@@ -17,8 +17,6 @@
 // the per-chunk terms; bf16 uses chunk_scan_bwd_async_kernel of ssd_bwd_scan.cuh), the dB and dC kernels (products
 // summed over the heads of a group: dbc_async_kernel for bf16, dbc_kernel for fp32) and finalize_kernel.
 // The per-position partial sums go to separate slots (plain stores; summed by finalize_kernel).
-#include <map>
-
 #include "ssd/ssd_bwd_scan.cuh"
 #include "ssd/ssd_pass.cuh"
 
@@ -693,29 +691,6 @@ __global__ void __launch_bounds__(kQ) finalize_kernel(SsdArgs a, SsdBwdArgs gr, 
   }
 }
 
-// The second stream of launch_bwd and its events, one set per device and host thread, created on first use and kept
-// for the life of the process.
-struct SideStream {
-  cudaStream_t s = nullptr;
-  cudaEvent_t fork = nullptr, dcb = nullptr, done = nullptr;
-};
-cudaError_t side_stream(SideStream& out) {
-  thread_local std::map<int, SideStream> cache;
-  int dev = 0;
-  cudaError_t err = cudaGetDevice(&dev);
-  if (err != cudaSuccess) return err;
-  auto it = cache.find(dev);
-  if (it == cache.end()) {
-    SideStream ss;
-    if ((err = cudaStreamCreateWithFlags(&ss.s, cudaStreamNonBlocking)) != cudaSuccess) return err;
-    for (cudaEvent_t* e : {&ss.fork, &ss.dcb, &ss.done})
-      if ((err = cudaEventCreateWithFlags(e, cudaEventDisableTiming)) != cudaSuccess) return err;
-    it = cache.emplace(dev, ss).first;
-  }
-  out = it->second;
-  return cudaSuccess;
-}
-
 template <typename T, int N>
 cudaError_t launch_bwd(const SsdArgs& a, const SsdBwdArgs& gr, void* ws, cudaStream_t st) {
   const Dims d = make_dims(a);
@@ -723,7 +698,7 @@ cudaError_t launch_bwd(const SsdArgs& a, const SsdBwdArgs& gr, void* ws, cudaStr
   const BwdWs w = bwd_ws(d, ws, b16, gr.saved != nullptr, gr.saved);
   const unsigned nc = unsigned(d.nc), H = unsigned(d.H), B = unsigned(d.B), BG = unsigned(d.B * d.G);
   // The forward's stages 1–4, unless it kept them (gr.saved). Read-only from here on.
-  cudaError_t err = gr.saved ? cudaSuccess : launch_prefix<T, N>(a, d, w.f, nullptr, st, w.S16);
+  cudaError_t err = gr.saved ? cudaSuccess : launch_prefix<T, N>(a, d, w.f, nullptr, st, st, w.S16);
   if (err != cudaSuccess) return err;
   const float* S_in = w.f.S;  // fp32 I/O
   const bf16* S16 = w.S16;     // bf16 I/O

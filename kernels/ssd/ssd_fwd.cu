@@ -348,14 +348,31 @@ cudaError_t launch_fwd(const SsdArgs& a, const SsdFwdOut& o, void* ws, cudaStrea
   if (o.saved && b16) w.S = static_cast<float*>(ws);  // the chunk states
   const dim3 grid = chunk_head_grid(d);
   cudaError_t err = cudaSuccess;
+  // CB, which only the chunk scan reads, runs on a second stream beside the cumsum, the chunk states and the state
+  // passing, joined before the chunk scan (everything in order on st when a stage hook profiles).
+  SideStream side;
+  const bool fork = ssd_stage_hook() == nullptr;
+  if (fork) {
+    if ((err = side_stream(side)) != cudaSuccess) return err;
+    if ((err = cudaEventRecord(side.fork, st)) != cudaSuccess) return err;
+    if ((err = cudaStreamWaitEvent(side.s, side.fork, 0)) != cudaSuccess) return err;
+  }
+  const cudaStream_t st_cb = fork ? side.s : st;
+  auto join = [&]() -> cudaError_t {
+    if (!fork) return cudaSuccess;
+    const cudaError_t e = cudaEventRecord(side.done, side.s);
+    return e != cudaSuccess ? e : cudaStreamWaitEvent(st, side.done, 0);
+  };
   if constexpr (b16) {
     bf16* S16 = o.saved ? saved_s16(d, o.saved) : reinterpret_cast<bf16*>(static_cast<float*>(ws) + w.floats);
-    if ((err = launch_prefix<T, N>(a, d, w, o.hT, st, S16)) != cudaSuccess) return err;
+    if ((err = launch_prefix<T, N>(a, d, w, o.hT, st, st_cb, S16)) != cudaSuccess) return err;
+    if ((err = join()) != cudaSuccess) return err;
     auto k5 = chunk_scan_warp_kernel<N>;
     if ((err = set_smem(k5, scan_warp_smem<N>())) != cudaSuccess) return err;
     MX_LAUNCH(k5, grid, dim3(256), scan_warp_smem<N>(), st, a, d, w.dtv, w.cs2, w.csl, S16, w.cb, o);
   } else {
-    if ((err = launch_prefix<T, N>(a, d, w, o.hT, st)) != cudaSuccess) return err;
+    if ((err = launch_prefix<T, N>(a, d, w, o.hT, st, st_cb)) != cudaSuccess) return err;
+    if ((err = join()) != cudaSuccess) return err;
     auto k5 = chunk_scan_kernel<T, N>;
     const size_t sm = chunk_scan_smem<T>();
     if ((err = set_smem(k5, sm)) != cudaSuccess) return err;

@@ -4,6 +4,7 @@
 // Included by ssd_fwd.cu and ssd_bwd.cu (each gets its own copy: anonymous namespace).
 #pragma once
 #include <algorithm>
+#include <map>
 
 #include "ssd/ssd_common.cuh"
 
@@ -357,6 +358,29 @@ inline void mark(const char* stage, cudaStream_t st) {
   if (SsdStageHook hk = ssd_stage_hook()) hk(stage, st);
 }
 
+// The second stream of launch_fwd / launch_bwd and its events, one set per device and host thread, created on first
+// use and kept for the life of the process.
+struct SideStream {
+  cudaStream_t s = nullptr;
+  cudaEvent_t fork = nullptr, dcb = nullptr, done = nullptr;
+};
+inline cudaError_t side_stream(SideStream& out) {
+  thread_local std::map<int, SideStream> cache;
+  int dev = 0;
+  cudaError_t err = cudaGetDevice(&dev);
+  if (err != cudaSuccess) return err;
+  auto it = cache.find(dev);
+  if (it == cache.end()) {
+    SideStream ss;
+    if ((err = cudaStreamCreateWithFlags(&ss.s, cudaStreamNonBlocking)) != cudaSuccess) return err;
+    for (cudaEvent_t* e : {&ss.fork, &ss.dcb, &ss.done})
+      if ((err = cudaEventCreateWithFlags(e, cudaEventDisableTiming)) != cudaSuccess) return err;
+    it = cache.emplace(dev, ss).first;
+  }
+  out = it->second;
+  return cudaSuccess;
+}
+
 template <typename K>
 cudaError_t set_smem(K kernel, size_t bytes) {
   if (bytes <= 48 * 1024) return cudaSuccess;
@@ -393,17 +417,18 @@ cudaError_t launch_chunk_state(const StateSrc& src, const Dims& d, const FwdWs& 
 }
 
 // Stages 1–4 of the forward: fills w.dtv, w.cs2, w.cb and w.S (= S_in per chunk, or with S16 the chunk states
-// and S16 = S_in in bf16); hT (or null) gets the final state.
+// and S16 = S_in in bf16); hT (or null) gets the final state. CB, which only the chunk scans read, goes on st_cb
+// (st, or a stream that the caller joins before them).
 template <typename T, int N>
 cudaError_t launch_prefix(const SsdArgs& a, const Dims& d, const FwdWs& w, float* hT, cudaStream_t st,
-                          bf16* S16 = nullptr) {
+                          cudaStream_t st_cb, bf16* S16 = nullptr) {
   const unsigned nc = unsigned(d.nc), H = unsigned(d.H), B = unsigned(d.B);
   auto k1 = dt_cumsum_kernel<T>;
   MX_LAUNCH(k1, dim3(nc, unsigned(ceil_div(d.H, int64_t(kCsHeads))), B), dim3(256), kCsSmem, st, a, d, w.dtv, w.cs2,
             w.csl);
   mark("dt_cumsum", st);
   auto k2 = cb_kernel<T>;
-  MX_LAUNCH(k2, dim3(10, nc, unsigned(d.B * d.G)), dim3(128), 2 * 64 * ld_of<T>(64) * sizeof(T), st, a, d, w.cb);
+  MX_LAUNCH(k2, dim3(10, nc, unsigned(d.B * d.G)), dim3(128), 2 * 64 * ld_of<T>(64) * sizeof(T), st_cb, a, d, w.cb);
   mark("cb", st);
   const StateSrc src{a.x, a.x_sb, a.x_sl, a.x_sh, a.Bm, a.B_sb, a.B_sl, a.B_sg};
   cudaError_t err = launch_chunk_state<T, N, false>(src, d, w, w.S, st);
