@@ -7,6 +7,9 @@
 //   d(delta_raw) = dΔ·s·σ(delta_raw + b);  d(dt_bias) = Σ_t d(delta_raw);  d(s) = Σ_t dΔ·softplus(delta_raw + b)
 //   dh0    = a_0·dh_0
 // CTA = (channel block, batch row, time segment), thread (g, el) = channel e0 + el, states [4g, 4g + 4).
+// The launcher splits time into S segments when the channel blocks leave CTA slots free: a first pass, cut into
+// pieces that fill the GPU, runs dh backwards over every later segment from a zero carry, a combine gives each
+// segment its true incoming dh, then the main pass runs all segments at once.
 // Tiles of kT tokens run in reverse. Per tile:
 //   stage     items of 8 consecutive channels of one token (one 16-byte load per tensor when the rows are
 //             aligned): Δ, Δu, g and the per-(token, channel) factors of the finish into shared memory; the
@@ -55,6 +58,15 @@ struct BwdCfg {
 
 MX_HD constexpr int pad8(int i) { return i + i / 8; }
 
+// CTAs of the main kernel per SM: the register budget (kBwdCtasPerSm, 168 registers) or the shared memory
+// (228 KB per SM, 1 KB of it reserved per CTA), whichever allows fewer; the launch bounds and the time-segment
+// plan use it. N = 16 .. 128: 3; N = 8 (105 KB per CTA): 2, at up to 255 registers.
+template <int N>
+constexpr int bwd_ctas_per_sm() {
+  constexpr int by_smem = int(size_t(228 * 1024) / (BwdCfg<N>::smem_bytes() + 1024));
+  return kBwdCtasPerSm < by_smem ? kBwdCtasPerSm : by_smem;
+}
+
 constexpr float kLn2 = 0.6931471805599453f;
 
 // Orders shared-memory accesses among the threads of a warp (the emulator knows no warps: a CTA barrier there,
@@ -74,10 +86,11 @@ MX_DEV void store_one(bf16* p, float v) { p->bits = static_cast<uint16_t>(pack_b
 struct BwdRun {
   const float* dh_init = nullptr;  // gradient arriving at the segment's last state: dh_init + b*di_sb + s*di_ss
   int64_t di_sb = 0, di_ss = 0;
-  float* dh_loc = nullptr;  // first pass: (B, S, E, N) carry out of each segment from a zero carry in
-  double* sumdt = nullptr;  // first pass: (B, S, E) Σ Δ over each segment
-  int64_t nchunks = 0, seg_len = 0;
-  int S = 1;
+  float* dh_loc = nullptr;  // first pass: (B, K, E, N) carry out of each piece from a zero carry in
+  double* sumdt = nullptr;  // first pass: (B, K, E) Σ Δ over each piece
+  int64_t nchunks = 0, seg_len = 0;  // seg_len: tokens per segment (first pass: per piece)
+  int S = 1;                         // segments (first pass: K, the pieces it runs)
+  int first_piece = 0;               // first pass: index in time of its piece 0 (segment 0's F pieces skipped)
   bool vec = false;     // u, delta, z, dout rows allow aligned VW-element vector loads
   bool bc_vec = false;  // B and C rows allow aligned 8-element vector loads
 };
@@ -85,9 +98,10 @@ struct BwdRun {
 // Full tiles load without row guards; the sequence's last partial tile clamps its rows to the last token
 // (values past the end are masked when staged).
 template <typename IO, int N>
-__global__ void __launch_bounds__(kThreads, kBwdCtasPerSm) s6_bwd_kernel(S6Inputs in, S6BwdArgs args, BwdRun run) {
+__global__ void __launch_bounds__(kThreads, bwd_ctas_per_sm<N>())
+    s6_bwd_kernel(S6Inputs in, S6BwdArgs args, BwdRun run) {
   using Cf = BwdCfg<N>;
-  constexpr int T = kThreads, G = Cf::G, EC = Cf::EC, VW = Cf::VW, CG = Cf::CG, IT = Cf::IT, BI = Cf::BI, FM = Cf::FM;
+  constexpr int T = Cf::T, G = Cf::G, EC = Cf::EC, VW = Cf::VW, CG = Cf::CG, IT = Cf::IT, BI = Cf::BI, FM = Cf::FM;
   constexpr int WC = Cf::WC, WG = Cf::WG, CPL = Cf::CPL, LPO = Cf::LPO, OPL = Cf::OPL, TP = Cf::TP, PR = Cf::PR;
   const int tid = threadIdx.x, g = tid / EC, el = tid % EC, n0 = g * kNS, lane = tid % 32, hslot = pad8(tid);
   const int64_t b = blockIdx.y, seg = blockIdx.z, E = in.dim, L = in.len;
@@ -434,17 +448,19 @@ __global__ void __launch_bounds__(kThreads, kBwdCtasPerSm) s6_bwd_kernel(S6Input
   }
 }
 
-// First pass of the time split: for segments 1 .. S-1, the carry out of the segment's first token
-// (Π a)·(...) from a zero carry in, dh_loc[s] = Σ_{t in s} (Π_{t' in s, t' <= t} a_t')·C_t·g_t, and Σ Δ.
+// First pass of the time split: for the K pieces k of segments 1 .. S-1 (piece k spans tokens from
+// (first_piece + k)·seg_len), the carry out of the piece's first token from a zero carry in,
+// dh_loc[k] = Σ_{t in k} (Π_{t' in k, t' <= t} a_t')·C_t·g_t, and Σ Δ over the piece.
 template <typename IO, int N>
 __global__ void __launch_bounds__(kThreads, kBwdFirstCtasPerSm) s6_bwd_first_kernel(S6Inputs in, S6BwdArgs args, BwdRun run) {
   using Cf = Cfg<N>;
   constexpr int G = Cf::G, EC = Cf::EC, PT = Cf::PT, BCV = Cf::BCV;
   const int tid = threadIdx.x, g = tid / EC, el = tid % EC, n0 = g * kNS;
-  const int64_t b = blockIdx.y, seg = blockIdx.z + 1, E = in.dim, L = in.len;
+  const int64_t b = blockIdx.y, k_out = blockIdx.z, E = in.dim, L = in.len;
   const int64_t e = int64_t(blockIdx.x) * EC + el;
   const bool ev = e < E;
-  const int64_t t_begin = seg * run.seg_len, t_end = t_begin + run.seg_len < L ? t_begin + run.seg_len : L;
+  const int64_t t_begin = (k_out + run.first_piece) * run.seg_len;
+  const int64_t t_end = t_begin + run.seg_len < L ? t_begin + run.seg_len : L;
   const bool has_z = in.z != nullptr;
 
   float* s_dt = reinterpret_cast<float*>(dynamic_smem());  // (kT, EC)
@@ -526,25 +542,60 @@ __global__ void __launch_bounds__(kThreads, kBwdFirstCtasPerSm) s6_bwd_first_ker
     __syncthreads();
   }
   if (ev) {
-    float* dst = run.dh_loc + (b * run.S + seg) * E * N + e * N + n0;
+    float* dst = run.dh_loc + (b * run.S + k_out) * E * N + e * N + n0;
     *reinterpret_cast<float4*>(dst) = make_float4(dhc[0], dhc[1], dhc[2], dhc[3]);
-    atomicAdd(run.sumdt + (b * run.S + seg) * E + e, sum_dt);
+    atomicAdd(run.sumdt + (b * run.S + k_out) * E + e, sum_dt);
   }
 }
 
-// Segment combine, in reverse: dh_in[S-1] = dhT, dh_in[s-1] = exp(A·ΣΔ[s])·dh_in[s] + dh_loc[s].
+// Segment combine over the first pass's K = F·(S-1) pieces, in reverse: c = dhT, then per piece
+// c = exp(A·ΣΔ[k])·c + dh_loc[k]; dh_in[S-1] = dhT and dh_in[s-1] = c after piece (s-1)·F, segment s's first.
+// One thread per (b, e, n).
 __global__ void s6_bwd_combine_kernel(const float* A, const float* dhT, const float* dh_loc, const double* sumdt,
-                                      float* dh_in, int64_t batch, int64_t E, int64_t N, int S) {
+                                      float* dh_in, int64_t batch, int64_t E, int64_t N, int S, int F) {
   const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= batch * E * N) return;
-  const int64_t b = idx / (E * N), en = idx % (E * N), e = en / N;
+  const int64_t b = idx / (E * N), en = idx % (E * N), e = en / N, K = int64_t(F) * (S - 1);
   const double a = A[en];
   float c = dhT ? dhT[idx] : 0.f;
-  for (int s = S - 1; s >= 0; --s) {
-    const int64_t slot = (b * S + s) * E * N + en;
-    dh_in[slot] = c;
-    if (s > 0) c = float(exp(a * sumdt[(b * S + s) * E + e])) * c + dh_loc[slot];
+  dh_in[(b * S + S - 1) * E * N + en] = c;
+  for (int64_t k = K - 1; k >= 0; --k) {
+    c = float(exp(a * sumdt[(b * K + k) * E + e])) * c + dh_loc[(b * K + k) * E * N + en];
+    if (k % F == 0) dh_in[(b * S + k / F) * E * N + en] = c;
   }
+}
+
+// How the backward runs: S time segments (s6_common.cuh, plan_segments on the main kernel's bwd_ctas_per_sm slots
+// per SM), and the first pass over segments 1 .. S-1 cut into F pieces each so that it too fills its slots
+// (kBwdFirstCtasPerSm per SM: at E = 5120, S = 2 it would otherwise get 160 CTAs, 1.2 per SM, and take 2.74 of
+// the 17.1 ms; in 3 pieces 1.55 ms). Pieces are whole tiles of at least 8: the segment length is rounded up to a
+// multiple of F tiles.
+struct BwdPlan {
+  SegPlan seg;
+  int F = 1;
+};
+
+template <int N>
+BwdPlan plan_backward(const S6Inputs& in) {
+  const int64_t nblk = channel_blocks<N>(in) * in.batch;
+  BwdPlan p;
+  p.seg = plan_segments(in, nblk, bwd_ctas_per_sm<N>());
+  if (p.seg.S > 1) {
+    const int64_t slots = int64_t(kBwdFirstCtasPerSm) * device_sm_count(), nchunks = ceil_div(in.len, kT);
+    int64_t F = std::min<int64_t>(slots / (nblk * (p.seg.S - 1)), 8);
+    F = std::max<int64_t>(std::min<int64_t>(F, p.seg.seg_len / kT / 8), 1);
+    p.seg.seg_len = ceil_div(nchunks, p.seg.S * F) * F * kT;
+    p.seg.S = int(ceil_div(in.len, p.seg.seg_len));
+    p.F = p.seg.S > 1 ? int(F) : 1;
+  }
+  return p;
+}
+
+// Workspace of a segmented backward: dh_loc (B, K, E, N) f32 | dh_in (B, S, E, N) f32 | sumdt (B, K, E) f64.
+inline size_t bwd_workspace_bytes(const S6Inputs& in, const BwdPlan& p) {
+  if (p.seg.S <= 1) return 0;
+  const size_t K = size_t(p.F) * (p.seg.S - 1), be = size_t(in.batch) * in.dim;
+  return be * (K + p.seg.S) * in.dstate * sizeof(float) + be * K * sizeof(double);
 }
 
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
@@ -553,7 +604,8 @@ template <typename IO, int N>
 cudaError_t launch_bwd(const S6Inputs& in, const S6BwdArgs& args, void* workspace, cudaStream_t stream) {
   using Cf = Cfg<N>;
   const int64_t nblk = channel_blocks<N>(in);
-  const SegPlan plan = plan_segments(in, nblk * in.batch, kBwdCtasPerSm);
+  const BwdPlan bp = plan_backward<N>(in);
+  const SegPlan& plan = bp.seg;
   const int64_t EN = in.dim * N;
   cudaError_t err = cudaSuccess;
   auto zero = [&](void* p, size_t bytes) {
@@ -581,22 +633,25 @@ cudaError_t launch_bwd(const S6Inputs& in, const S6BwdArgs& args, void* workspac
   run.seg_len = plan.seg_len;
   run.S = plan.S;
   if (plan.S > 1) {
-    // workspace: dh_loc (B, S, E, N) f32 | dh_in (B, S, E, N) f32 | sumdt (B, S, E) f64
-    float* dh_loc = static_cast<float*>(workspace);
-    float* dh_in = dh_loc + in.batch * plan.S * EN;
-    double* sumdt = reinterpret_cast<double*>(dh_in + in.batch * plan.S * EN);
-    zero(sumdt, sizeof(double) * in.batch * plan.S * in.dim);
+    const int64_t K = int64_t(bp.F) * (plan.S - 1);
+    float* dh_loc = static_cast<float*>(workspace);                                // (B, K, E, N)
+    float* dh_in = dh_loc + in.batch * K * EN;                                     // (B, S, E, N)
+    double* sumdt = reinterpret_cast<double*>(dh_in + in.batch * plan.S * EN);  // (B, K, E)
+    zero(sumdt, sizeof(double) * in.batch * K * in.dim);
     if (err != cudaSuccess) return err;
     BwdRun first = run;
     first.dh_loc = dh_loc;
     first.sumdt = sumdt;
+    first.seg_len = plan.seg_len / bp.F;
+    first.S = int(K);
+    first.first_piece = bp.F;
     auto k_first = s6_bwd_first_kernel<IO, N>;
     const size_t smem_first = sizeof(float) * size_t(2 * kT * Cf::EC + kT * N);
-    MX_LAUNCH(k_first, dim3(unsigned(nblk), unsigned(in.batch), unsigned(plan.S - 1)), dim3(kThreads), smem_first,
-              stream, in, args, first);
+    MX_LAUNCH(k_first, dim3(unsigned(nblk), unsigned(in.batch), unsigned(K)), dim3(kThreads), smem_first, stream, in,
+              args, first);
     const int64_t total = in.batch * EN;
     MX_LAUNCH(s6_bwd_combine_kernel, dim3(unsigned(ceil_div(total, 256))), dim3(256), 0, stream, in.A, args.dhT,
-              dh_loc, sumdt, dh_in, in.batch, in.dim, int64_t(N), plan.S);
+              dh_loc, sumdt, dh_in, in.batch, in.dim, int64_t(N), plan.S, bp.F);
     run.dh_init = dh_in;
     run.di_sb = plan.S * EN;
     run.di_ss = EN;
@@ -618,20 +673,13 @@ cudaError_t launch_bwd(const S6Inputs& in, const S6BwdArgs& args, void* workspac
 
 namespace mx::kern {
 
-namespace s6 {
-// Workspace of the backward's segmented pass: two (B, S, E, N) fp32 state arrays and a (B, S, E) fp64 Σ Δ.
-size_t segment_workspace_bytes(const S6Inputs& in, int max_ctas_per_sm) {
-  if (!s6_supported_dstate(in.dstate)) return 0;
-  int64_t nblk = 0;
-  dispatch(IoType::F32, in.dstate, [&](auto, auto nc) { nblk = channel_blocks<decltype(nc)::value>(in); });
-  const int S = plan_segments(in, nblk * in.batch, max_ctas_per_sm).S;
-  if (S <= 1) return 0;
-  const size_t slots = size_t(in.batch) * S * in.dim;
-  return slots * in.dstate * sizeof(float) * 2 + slots * sizeof(double);
+size_t s6_bwd_workspace_bytes(const S6Inputs& in) {
+  size_t bytes = 0;
+  s6::dispatch(IoType::F32, in.dstate, [&](auto, auto nc) {
+    bytes = s6::bwd_workspace_bytes(in, s6::plan_backward<decltype(nc)::value>(in));
+  });
+  return bytes;
 }
-}  // namespace s6
-
-size_t s6_bwd_workspace_bytes(const S6Inputs& in) { return s6::segment_workspace_bytes(in, s6::kBwdCtasPerSm); }
 
 cudaError_t s6_bwd(const S6Inputs& in, const S6BwdArgs& args, void* workspace, cudaStream_t stream) {
   if (!s6_supported_dstate(in.dstate) || !in.u || !in.delta || !in.B || !in.C || !in.A || in.batch < 1 ||

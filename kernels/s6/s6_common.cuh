@@ -74,8 +74,6 @@ inline int64_t channel_blocks(const S6Inputs& in) {
   return ceil_div(in.dim, Cfg<N>::EC);
 }
 
-size_t segment_workspace_bytes(const S6Inputs& in, int max_ctas_per_sm);  // s6_bwd.cu (the backward's time split)
-
 template <int V>
 struct IntTag {
   static constexpr int value = V;
