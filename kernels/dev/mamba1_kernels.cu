@@ -5,8 +5,8 @@
 // --test checks every kernel against its float64 CPU reference on fresh random inputs (test_s6.h,
 // test_conv_norm.h); --quick keeps the small shapes only (the CPU emulator), --tiny a handful of them
 // (compute-sanitizer);
-// --bench times the kernels (bench_mamba1.h; --fwd-only: the S6 forward rows only); --profile runs one S6 forward and backward at E = 5120,
-// L = 64k, bf16 (for ncu). Prints a table; writes DIR/mamba1_kernels.json. Exit status 1 if a check failed.
+// --bench times the kernels (bench_mamba1.h; --fwd-only: the S6 forward rows only); --profile runs one S6
+// forward and backward at E = 5120, L = 64k, bf16 (for ncu). Prints a table; writes DIR/mamba1_kernels.json. Exit status 1 if a check failed.
 // The same file builds against the CPU emulator (g++ -std=c++20 -DMX_CPU_EMU -x c++ ...; --test --quick).
 #include <chrono>
 #include <cstdio>

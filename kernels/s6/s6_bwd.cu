@@ -565,37 +565,13 @@ __global__ void s6_bwd_combine_kernel(const float* A, const float* dhT, const fl
   }
 }
 
-// How the backward runs: S time segments (s6_common.cuh, plan_segments on the main kernel's bwd_ctas_per_sm slots
-// per SM), and the first pass over segments 1 .. S-1 cut into F pieces each so that it too fills its slots
-// (kBwdFirstCtasPerSm per SM: at E = 5120, S = 2 it would otherwise get 160 CTAs, 1.2 per SM, and take 2.74 of
-// the 17.1 ms; in 3 pieces 1.55 ms). Pieces are whole tiles of at least 8: the segment length is rounded up to a
-// multiple of F tiles.
-struct BwdPlan {
-  SegPlan seg;
-  int F = 1;
-};
-
+// How the backward runs (plan_split): S time segments on the main kernel's bwd_ctas_per_sm slots per SM, and the
+// first pass over segments 1 .. S-1 in F pieces each, filling kBwdFirstCtasPerSm slots per SM (at E = 5120, S = 2
+// it would otherwise get 160 CTAs, 1.2 per SM, and take 2.74 of the 17.1 ms; in 3 pieces 1.55 ms).
+// Workspace (split_workspace_bytes): dh_loc | dh_in | Σ Δ.
 template <int N>
-BwdPlan plan_backward(const S6Inputs& in) {
-  const int64_t nblk = channel_blocks<N>(in) * in.batch;
-  BwdPlan p;
-  p.seg = plan_segments(in, nblk, bwd_ctas_per_sm<N>());
-  if (p.seg.S > 1) {
-    const int64_t slots = int64_t(kBwdFirstCtasPerSm) * device_sm_count(), nchunks = ceil_div(in.len, kT);
-    int64_t F = std::min<int64_t>(slots / (nblk * (p.seg.S - 1)), 8);
-    F = std::max<int64_t>(std::min<int64_t>(F, p.seg.seg_len / kT / 8), 1);
-    p.seg.seg_len = ceil_div(nchunks, p.seg.S * F) * F * kT;
-    p.seg.S = int(ceil_div(in.len, p.seg.seg_len));
-    p.F = p.seg.S > 1 ? int(F) : 1;
-  }
-  return p;
-}
-
-// Workspace of a segmented backward: dh_loc (B, K, E, N) f32 | dh_in (B, S, E, N) f32 | sumdt (B, K, E) f64.
-inline size_t bwd_workspace_bytes(const S6Inputs& in, const BwdPlan& p) {
-  if (p.seg.S <= 1) return 0;
-  const size_t K = size_t(p.F) * (p.seg.S - 1), be = size_t(in.batch) * in.dim;
-  return be * (K + p.seg.S) * in.dstate * sizeof(float) + be * K * sizeof(double);
+SplitPlan plan_backward(const S6Inputs& in) {
+  return plan_split(in, channel_blocks<N>(in) * in.batch, bwd_ctas_per_sm<N>(), kBwdFirstCtasPerSm);
 }
 
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
@@ -604,7 +580,7 @@ template <typename IO, int N>
 cudaError_t launch_bwd(const S6Inputs& in, const S6BwdArgs& args, void* workspace, cudaStream_t stream) {
   using Cf = Cfg<N>;
   const int64_t nblk = channel_blocks<N>(in);
-  const BwdPlan bp = plan_backward<N>(in);
+  const SplitPlan bp = plan_backward<N>(in);
   const SegPlan& plan = bp.seg;
   const int64_t EN = in.dim * N;
   cudaError_t err = cudaSuccess;
@@ -676,7 +652,7 @@ namespace mx::kern {
 size_t s6_bwd_workspace_bytes(const S6Inputs& in) {
   size_t bytes = 0;
   s6::dispatch(IoType::F32, in.dstate, [&](auto, auto nc) {
-    bytes = s6::bwd_workspace_bytes(in, s6::plan_backward<decltype(nc)::value>(in));
+    bytes = s6::split_workspace_bytes(in, s6::plan_backward<decltype(nc)::value>(in));
   });
   return bytes;
 }

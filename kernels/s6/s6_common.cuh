@@ -74,6 +74,36 @@ inline int64_t channel_blocks(const S6Inputs& in) {
   return ceil_div(in.dim, Cfg<N>::EC);
 }
 
+// A time split whose first pass (the segment end states of the forward, the incoming gradients of the backward) runs
+// over S-1 of the S segments, each cut into F pieces so that the first pass too fills its CTA slots (at most 8
+// pieces of at least 8 tiles; the segment length is rounded up to a multiple of F tiles). The combine then walks the
+// K = F·(S-1) pieces; the workspace is loc (B, K, E, N) f32 | init (B, S, E, N) f32 | Σ Δ (B, K, E) f64.
+struct SplitPlan {
+  SegPlan seg;
+  int F = 1;
+};
+
+// S from plan_segments over main_ctas_per_sm slots per SM, F to fill first_ctas_per_sm slots per SM.
+inline SplitPlan plan_split(const S6Inputs& in, int64_t nblk, int main_ctas_per_sm, int first_ctas_per_sm) {
+  SplitPlan p;
+  p.seg = plan_segments(in, nblk, main_ctas_per_sm);
+  if (p.seg.S > 1) {
+    const int64_t slots = int64_t(first_ctas_per_sm) * device_sm_count(), nchunks = ceil_div(in.len, kT);
+    int64_t F = std::min<int64_t>(slots / (nblk * (p.seg.S - 1)), 8);
+    F = std::max<int64_t>(std::min<int64_t>(F, p.seg.seg_len / kT / 8), 1);
+    p.seg.seg_len = ceil_div(nchunks, p.seg.S * F) * F * kT;
+    p.seg.S = int(ceil_div(in.len, p.seg.seg_len));
+    p.F = p.seg.S > 1 ? int(F) : 1;
+  }
+  return p;
+}
+
+inline size_t split_workspace_bytes(const S6Inputs& in, const SplitPlan& p) {
+  if (p.seg.S <= 1) return 0;
+  const size_t K = size_t(p.F) * (p.seg.S - 1), be = size_t(in.batch) * in.dim;
+  return be * (K + p.seg.S) * in.dstate * sizeof(float) + be * K * sizeof(double);
+}
+
 template <int V>
 struct IntTag {
   static constexpr int value = V;

@@ -335,43 +335,20 @@ __global__ void s6_fwd_combine_kernel(const float* A, const float* h0, const flo
   h_init[(b * S + S - 1) * E * N + en] = h;
 }
 
-// How the forward runs: S time segments (s6_common.cuh, plan_segments: as many as fill the CTA slots), and the
-// first pass over segments 0 .. S-2 cut into F pieces each, so that it too fills the slots (it has S-1 of the
-// main pass's S segments; at batch 4 x 1536 channels, S = 2 and the first pass would otherwise get 1.5 CTAs per
-// SM). Pieces are whole tiles: the segment length is rounded up to a multiple of F tiles.
-struct FwdPlan {
-  SegPlan seg;
-  int F = 1;
-};
-
-inline FwdPlan plan_forward(const S6Inputs& in) {
+// How the forward runs (plan_split): S time segments, as many as fill kFwdPlanCtasPerSm slots per SM, and the first
+// pass over segments 0 .. S-2 in F pieces each, filling the register budget's slots (it has S-1 of the main pass's
+// S segments; at batch 4 x 1536 channels, S = 2 and the first pass would otherwise get 1.5 CTAs per SM).
+// Workspace (split_workspace_bytes): h_loc | h_init | Σ Δ.
+inline SplitPlan plan_forward(const S6Inputs& in) {
   const int64_t nblk = ceil_div(in.dim, kThreads / (in.dstate / kNS)) * in.batch;
-  FwdPlan p;
-  p.seg = plan_segments(in, nblk, kFwdPlanCtasPerSm);
-  if (p.seg.S > 1) {
-    const int ctas = in.io == IoType::BF16 ? fwd_ctas_per_sm<bf16>() : fwd_ctas_per_sm<float>();
-    const int64_t slots = int64_t(ctas) * device_sm_count(), nchunks = ceil_div(in.len, kT);
-    int64_t F = std::min<int64_t>(slots / (nblk * (p.seg.S - 1)), 8);
-    F = std::max<int64_t>(std::min<int64_t>(F, p.seg.seg_len / kT / 8), 1);  // pieces of at least 8 tiles
-    const int64_t seg_chunks = ceil_div(nchunks, p.seg.S * F) * F;
-    p.seg.seg_len = seg_chunks * kT;
-    p.seg.S = int(ceil_div(in.len, p.seg.seg_len));
-    p.F = p.seg.S > 1 ? int(F) : 1;
-  }
-  return p;
-}
-
-// Workspace of a segmented forward: h_loc (B, K, E, N) f32 | h_init (B, S, E, N) f32 | sumdt (B, K, E) f64.
-inline size_t fwd_workspace_bytes(const S6Inputs& in, const FwdPlan& p) {
-  if (p.seg.S <= 1) return 0;
-  const size_t K = size_t(p.F) * (p.seg.S - 1), be = size_t(in.batch) * in.dim;
-  return be * (K + p.seg.S) * in.dstate * sizeof(float) + be * K * sizeof(double);
+  const int ctas = in.io == IoType::BF16 ? fwd_ctas_per_sm<bf16>() : fwd_ctas_per_sm<float>();
+  return plan_split(in, nblk, kFwdPlanCtasPerSm, ctas);
 }
 
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 template <typename IO, int N>
-cudaError_t launch_fwd(const S6Inputs& in, const S6FwdArgs& args, const FwdPlan& fp, void* workspace,
+cudaError_t launch_fwd(const S6Inputs& in, const S6FwdArgs& args, const SplitPlan& fp, void* workspace,
                        cudaStream_t stream) {
   const SegPlan& plan = fp.seg;
   constexpr int T = kThreads;
@@ -451,7 +428,7 @@ bool s6_supported_dstate(int64_t n) { return n == 8 || n == 16 || n == 32 || n =
 int64_t s6_num_chunks(int64_t len) { return ceil_div(len, s6::kT); }
 
 size_t s6_fwd_workspace_bytes(const S6Inputs& in) {
-  return s6_supported_dstate(in.dstate) ? s6::fwd_workspace_bytes(in, s6::plan_forward(in)) : 0;
+  return s6_supported_dstate(in.dstate) ? s6::split_workspace_bytes(in, s6::plan_forward(in)) : 0;
 }
 
 int s6_fwd_segments(const S6Inputs& in) { return s6_supported_dstate(in.dstate) ? s6::plan_forward(in).seg.S : 0; }
@@ -460,7 +437,7 @@ cudaError_t s6_fwd(const S6Inputs& in, const S6FwdArgs& args, void* workspace, c
   if (!s6_supported_dstate(in.dstate) || !in.u || !in.delta || !in.B || !in.C || !in.A || in.batch < 1 ||
       in.len < 1 || in.dim < 1)
     return cudaErrorInvalidValue;
-  const s6::FwdPlan plan = s6::plan_forward(in);
+  const s6::SplitPlan plan = s6::plan_forward(in);
   if (plan.seg.S > 1 && !workspace) return cudaErrorInvalidValue;
   cudaError_t err = cudaSuccess;
   s6::dispatch(in.io, in.dstate, [&](auto io, auto nc) {
