@@ -614,9 +614,9 @@ inline Dims make_dims(const SsdArgs& a) {
 }
 
 // Workspace layout shared by the forward and the backward (floats, each region 16-byte aligned):
-// dtv, cs2, csl (B, H, Lp); S (B, nc, H, P, N), left out (null) with with_S = false; CB (B, nc, G, Q, Q). The chunk-local cumsum (log2 units) is the
-// double-float cs2 + csl (cs2 = its fp32 rounding, csl the rest), so that differences of nearby positions stay
-// accurate when the cumsum is large: exp2 of (cs2_t − cs2_s) + (csl_t − csl_s).
+// dtv, cs2, csl (B, H, Lp); S (B, nc, H, P, N), left out (null) with with_S = false; CB (B, nc, G, Q, Q). The
+// chunk-local cumsum (log2 units) is the double-float cs2 + csl (cs2 = its fp32 rounding, csl the rest), so that
+// differences of nearby positions stay accurate when the cumsum is large: exp2 of (cs2_t − cs2_s) + (csl_t − csl_s).
 struct FwdWs {
   float *dtv, *cs2, *csl, *S, *cb;
   size_t floats;

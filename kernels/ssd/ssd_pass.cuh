@@ -358,8 +358,8 @@ inline void mark(const char* stage, cudaStream_t st) {
   if (SsdStageHook hk = ssd_stage_hook()) hk(stage, st);
 }
 
-// The second stream of launch_fwd / launch_bwd and its events, one set per device and host thread, created on first
-// use and kept for the life of the process.
+// The second stream of launch_fwd / launch_bwd and its events, one set per device and host thread (and per
+// translation unit: this header's anonymous namespace), created on first use and kept for the life of the process.
 struct SideStream {
   cudaStream_t s = nullptr;
   cudaEvent_t fork = nullptr, dcb = nullptr, done = nullptr;
