@@ -709,13 +709,9 @@ cudaError_t launch_bwd(const SsdArgs& a, const SsdBwdArgs& gr, void* ws, cudaStr
   // from st here, joined before dB and before finalize), so that its kernels fill the SMs that the latency-bound
   // G chain leaves idle. With a stage hook (profiling) everything runs in order on st.
   SideStream side;
-  const bool fork = ssd_stage_hook() == nullptr;
-  if (fork) {
-    if ((err = side_stream(side)) != cudaSuccess) return err;
-    if ((err = cudaEventRecord(side.fork, st)) != cudaSuccess) return err;
-    if ((err = cudaStreamWaitEvent(side.s, side.fork, 0)) != cudaSuccess) return err;
-  }
-  const cudaStream_t s2 = fork ? side.s : st;
+  bool fork = false;
+  if ((err = fork_side(st, side, fork)) != cudaSuccess) return err;
+  const cudaStream_t s2 = side.s;
   // dB (kC = false) or dC: dbc_async_kernel for bf16, dbc_kernel for fp32.
   auto launch_dbc = [&](auto kc, cudaStream_t sk) -> cudaError_t {
     constexpr bool kC = decltype(kc)::value != 0;

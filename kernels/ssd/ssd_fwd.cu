@@ -351,13 +351,9 @@ cudaError_t launch_fwd(const SsdArgs& a, const SsdFwdOut& o, void* ws, cudaStrea
   // CB, which only the chunk scan reads, runs on a second stream beside the cumsum, the chunk states and the state
   // passing, joined before the chunk scan (everything in order on st when a stage hook profiles).
   SideStream side;
-  const bool fork = ssd_stage_hook() == nullptr;
-  if (fork) {
-    if ((err = side_stream(side)) != cudaSuccess) return err;
-    if ((err = cudaEventRecord(side.fork, st)) != cudaSuccess) return err;
-    if ((err = cudaStreamWaitEvent(side.s, side.fork, 0)) != cudaSuccess) return err;
-  }
-  const cudaStream_t st_cb = fork ? side.s : st;
+  bool fork = false;
+  if ((err = fork_side(st, side, fork)) != cudaSuccess) return err;
+  const cudaStream_t st_cb = side.s;
   auto join = [&]() -> cudaError_t {
     if (!fork) return cudaSuccess;
     const cudaError_t e = cudaEventRecord(side.done, side.s);

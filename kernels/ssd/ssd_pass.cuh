@@ -381,6 +381,20 @@ inline cudaError_t side_stream(SideStream& out) {
   return cudaSuccess;
 }
 
+// Forks the side stream from st (its work waits for st's so far), unless a stage hook profiles: then side.s is st,
+// `forked` is false and the caller skips its joins, so that everything runs in order.
+inline cudaError_t fork_side(cudaStream_t st, SideStream& side, bool& forked) {
+  forked = ssd_stage_hook() == nullptr;
+  if (!forked) {
+    side.s = st;
+    return cudaSuccess;
+  }
+  cudaError_t err = side_stream(side);
+  if (err == cudaSuccess) err = cudaEventRecord(side.fork, st);
+  if (err == cudaSuccess) err = cudaStreamWaitEvent(side.s, side.fork, 0);
+  return err;
+}
+
 template <typename K>
 cudaError_t set_smem(K kernel, size_t bytes) {
   if (bytes <= 48 * 1024) return cudaSuccess;
