@@ -15,8 +15,8 @@
 //             aligned): Δ, Δu, g and the per-(token, channel) factors of the finish into shared memory; the
 //             previous tile's global loads are issued right after, to overlap
 //   states    at the starts of the kNSub register sub-tiles, recomputed from the forward's checkpoint
-//   sub-tiles last first: recompute its kT2 states keeping a_t and a_t·h_{t-1} in registers, run dh backwards,
-//             and reduce
+//   sub-tiles last first, in a loop unrolled only kBwdSubUnroll times (the tile's code then fits the instruction
+//             cache): recompute its kT2 states keeping a_t and a_t·h_{t-1} in registers, run dh backwards, and reduce
 //     over the thread's states -> y, Σ_n B dh, Σ_n A a h dh (partials, summed over the G threads of a channel)
 //     over the warp's channels -> dB, dC: h and dh go to shared memory as one 16-byte row per thread and token,
 //                                 each warp contracts its own (no CTA barrier), one float4 atomic per output
@@ -57,6 +57,16 @@ struct BwdCfg {
 };
 
 MX_HD constexpr int pad8(int i) { return i + i / 8; }
+
+// Unroll factor of the main kernel's sub-tile loop. Fully unrolled (kNSub) the tile loop is ~4.4k SASS instructions
+// (~70 KB), more than the instruction cache holds ("no instruction" stalls 0.64 per issued instruction); unrolled by 2
+// it is ~2.4k (0.04). Measured (H100, E = 5120, 64k, bf16 backward): 8 15.91-16.01 ms, 1 15.69, 2 15.41-15.45, 4 15.22
+// (bench only, not yet through the GPU tests; kernels/dev/NOTES_mamba1.md, Backward v6). MX_S6_BWD_SUB_UNROLL
+// overrides it for experiments (a divisor of kNSub).
+#ifndef MX_S6_BWD_SUB_UNROLL
+#define MX_S6_BWD_SUB_UNROLL 2
+#endif
+constexpr int kBwdSubUnroll = MX_S6_BWD_SUB_UNROLL;
 
 // CTAs of the main kernel per SM: the register budget (kBwdCtasPerSm, 168 registers) or the shared memory
 // (228 KB per SM, 1 KB of it reserved per CTA), whichever allows fewer; the launch bounds and the time-segment
@@ -273,8 +283,12 @@ __global__ void __launch_bounds__(kThreads, bwd_ctas_per_sm<N>())
       }
     }
 
-    // ---- sub-tiles, last first; partials of the Σ_n sums alternate between two buffers (one barrier per sub-tile)
-#pragma unroll
+    // ---- sub-tiles, last first; partials of the Σ_n sums alternate between two buffers (one barrier per sub-tile).
+    // The loop is unrolled kBwdSubUnroll times only (instruction cache). Registers cannot be indexed by a rolled j, so
+    // every sub-tile takes its start state from st[kNSub - 1] and shifts st up by one: st[q] = st[q - 1] (register
+    // moves, which the compiler merges across the unrolled copies: bf16 N = 16 has 47 MOV per sub-tile unrolled by 1,
+    // 48 per 2 sub-tiles unrolled by 2).
+#pragma unroll kBwdSubUnroll
     for (int j = kNSub - 1; j >= 0; --j) {
       const int buf = j & 1;
       // forward: a_t, a_t·h_{t-1} in registers; h_t to s_hd for dC; y partials. Each token's operands are
@@ -283,7 +297,12 @@ __global__ void __launch_bounds__(kThreads, bwd_ctas_per_sm<N>())
       {
         float h[kNS];
 #pragma unroll
-        for (int i = 0; i < kNS; ++i) h[i] = st[j][i];
+        for (int i = 0; i < kNS; ++i) h[i] = st[kNSub - 1][i];
+#pragma unroll
+        for (int q = kNSub - 1; q > 0; --q) {
+#pragma unroll
+          for (int i = 0; i < kNS; ++i) st[q][i] = st[q - 1][i];
+        }
         float2 dd_n = s_dd[j * kT2 * EC + el];
         float4 B_n = *reinterpret_cast<const float4*>(s_B + j * kT2 * N + n0);
         float4 C_n = *reinterpret_cast<const float4*>(s_C + j * kT2 * N + n0);
