@@ -60,11 +60,11 @@ MX_HD constexpr int pad8(int i) { return i + i / 8; }
 
 // Unroll factor of the main kernel's sub-tile loop. Fully unrolled (kNSub) the tile loop is ~4.4k SASS instructions
 // (~70 KB), more than the instruction cache holds ("no instruction" stalls 0.64 per issued instruction); unrolled by 2
-// it is ~2.4k (0.04). Measured (H100, E = 5120, 64k, bf16 backward): 8 15.91-16.01 ms, 1 15.69, 2 15.41-15.45, 4 15.22
-// (bench only, not yet through the GPU tests; kernels/dev/NOTES_mamba1.md, Backward v6). MX_S6_BWD_SUB_UNROLL
-// overrides it for experiments (a divisor of kNSub).
+// it is ~2.4k (0.04). Measured (H100, E = 5120, 64k, bf16 backward): 8 15.91-16.01 ms, 1 15.69, 2 15.41-15.54,
+// 4 15.16-15.22 (kernels/dev/NOTES_mamba1.md, Backward v6). MX_S6_BWD_SUB_UNROLL overrides it for experiments (a
+// divisor of kNSub).
 #ifndef MX_S6_BWD_SUB_UNROLL
-#define MX_S6_BWD_SUB_UNROLL 2
+#define MX_S6_BWD_SUB_UNROLL 4
 #endif
 constexpr int kBwdSubUnroll = MX_S6_BWD_SUB_UNROLL;
 
