@@ -587,7 +587,7 @@ __global__ void s6_bwd_combine_kernel(const float* A, const float* dhT, const fl
 // How the backward runs (plan_split): S time segments on the main kernel's bwd_ctas_per_sm slots per SM, and the
 // first pass over segments 1 .. S-1 in F pieces each, filling kBwdFirstCtasPerSm slots per SM (at E = 5120, S = 2
 // it would otherwise get 160 CTAs, 1.2 per SM, and take 2.74 of the 17.1 ms; in 3 pieces 1.55 ms).
-// Workspace (split_workspace_bytes): dh_loc | dh_in | Σ Δ.
+// Workspace (split_ws): dh_loc | dh_in | Σ Δ.
 template <int N>
 SplitPlan plan_backward(const S6Inputs& in) {
   return plan_split(in, channel_blocks<N>(in) * in.batch, bwd_ctas_per_sm<N>(), kBwdFirstCtasPerSm);
@@ -628,10 +628,10 @@ cudaError_t launch_bwd(const S6Inputs& in, const S6BwdArgs& args, void* workspac
   run.seg_len = plan.seg_len;
   run.S = plan.S;
   if (plan.S > 1) {
-    const int64_t K = int64_t(bp.F) * (plan.S - 1);
-    float* dh_loc = static_cast<float*>(workspace);                                // (B, K, E, N)
-    float* dh_in = dh_loc + in.batch * K * EN;                                     // (B, S, E, N)
-    double* sumdt = reinterpret_cast<double*>(dh_in + in.batch * plan.S * EN);  // (B, K, E)
+    const int64_t K = bp.K();
+    const SplitWs ws = split_ws(in, bp, workspace);
+    float *dh_loc = ws.loc, *dh_in = ws.init;
+    double* sumdt = ws.sumdt;
     zero(sumdt, sizeof(double) * in.batch * K * in.dim);
     if (err != cudaSuccess) return err;
     BwdRun first = run;
@@ -671,7 +671,7 @@ namespace mx::kern {
 size_t s6_bwd_workspace_bytes(const S6Inputs& in) {
   size_t bytes = 0;
   s6::dispatch(IoType::F32, in.dstate, [&](auto, auto nc) {
-    bytes = s6::split_workspace_bytes(in, s6::plan_backward<decltype(nc)::value>(in));
+    bytes = s6::split_ws(in, s6::plan_backward<decltype(nc)::value>(in), nullptr).bytes;
   });
   return bytes;
 }

@@ -77,10 +77,11 @@ inline int64_t channel_blocks(const S6Inputs& in) {
 // A time split whose first pass (the segment end states of the forward, the incoming gradients of the backward) runs
 // over S-1 of the S segments, each cut into F pieces so that the first pass too fills its CTA slots (at most 8
 // pieces of at least 8 tiles; the segment length is rounded up to a multiple of F tiles). The combine then walks the
-// K = F·(S-1) pieces; the workspace is loc (B, K, E, N) f32 | init (B, S, E, N) f32 | Σ Δ (B, K, E) f64.
+// K = F·(S-1) pieces.
 struct SplitPlan {
   SegPlan seg;
   int F = 1;
+  int64_t K() const { return int64_t(F) * (seg.S - 1); }
 };
 
 // S from plan_segments over main_ctas_per_sm slots per SM, F to fill first_ctas_per_sm slots per SM.
@@ -98,10 +99,25 @@ inline SplitPlan plan_split(const S6Inputs& in, int64_t nblk, int main_ctas_per_
   return p;
 }
 
-inline size_t split_workspace_bytes(const S6Inputs& in, const SplitPlan& p) {
-  if (p.seg.S <= 1) return 0;
-  const size_t K = size_t(p.F) * (p.seg.S - 1), be = size_t(in.batch) * in.dim;
-  return be * (K + p.seg.S) * in.dstate * sizeof(float) + be * K * sizeof(double);
+// The split's workspace (none without a split): loc (B, K, E, N) f32, the first pass's state (forward) or carry
+// (backward) out of each piece | init (B, S, E, N) f32, each segment's true one from the combine | Σ Δ (B, K, E) f64.
+struct SplitWs {
+  float* loc = nullptr;
+  float* init = nullptr;
+  double* sumdt = nullptr;
+  size_t bytes = 0;
+};
+inline SplitWs split_ws(const S6Inputs& in, const SplitPlan& p, void* base) {
+  SplitWs w;
+  if (p.seg.S <= 1) return w;
+  const int64_t K = p.K(), EN = in.dim * in.dstate;
+  if (float* f = static_cast<float*>(base)) {
+    w.loc = f;
+    w.init = f + in.batch * K * EN;
+    w.sumdt = reinterpret_cast<double*>(w.init + in.batch * p.seg.S * EN);
+  }
+  w.bytes = size_t(in.batch) * ((K + p.seg.S) * EN * sizeof(float) + K * in.dim * sizeof(double));
+  return w;
 }
 
 template <int V>

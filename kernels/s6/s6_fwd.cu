@@ -338,7 +338,7 @@ __global__ void s6_fwd_combine_kernel(const float* A, const float* h0, const flo
 // How the forward runs (plan_split): S time segments, as many as fill kFwdPlanCtasPerSm slots per SM, and the first
 // pass over segments 0 .. S-2 in F pieces each, filling the register budget's slots (it has S-1 of the main pass's
 // S segments; at batch 4 x 1536 channels, S = 2 and the first pass would otherwise get 1.5 CTAs per SM).
-// Workspace (split_workspace_bytes): h_loc | h_init | Σ Δ.
+// Workspace (split_ws): h_loc | h_init | Σ Δ.
 inline SplitPlan plan_forward(const S6Inputs& in) {
   const int64_t nblk = ceil_div(in.dim, kThreads / (in.dstate / kNS)) * in.batch;
   const int ctas = in.io == IoType::BF16 ? fwd_ctas_per_sm<bf16>() : fwd_ctas_per_sm<float>();
@@ -375,10 +375,10 @@ cudaError_t launch_fwd(const S6Inputs& in, const S6FwdArgs& args, const SplitPla
   run.seg_len = plan.seg_len;
   run.S = plan.S;
   if (plan.S > 1) {
-    const int64_t K = int64_t(fp.F) * (plan.S - 1);
-    float* h_loc = static_cast<float*>(workspace);                   // (B, K, E, N)
-    float* h_init = h_loc + in.batch * K * EN;                         // (B, S, E, N)
-    double* sumdt = reinterpret_cast<double*>(h_init + in.batch * plan.S * EN);  // (B, K, E)
+    const int64_t K = fp.K();
+    const SplitWs ws = split_ws(in, fp, workspace);
+    float *h_loc = ws.loc, *h_init = ws.init;
+    double* sumdt = ws.sumdt;
     err = cudaMemsetAsync(sumdt, 0, sizeof(double) * in.batch * K * in.dim, stream);
     if (err != cudaSuccess) return err;
     // First pass over the K pieces of segments 0 .. S-2 (the last segment's end state is not needed).
@@ -428,7 +428,7 @@ bool s6_supported_dstate(int64_t n) { return n == 8 || n == 16 || n == 32 || n =
 int64_t s6_num_chunks(int64_t len) { return ceil_div(len, s6::kT); }
 
 size_t s6_fwd_workspace_bytes(const S6Inputs& in) {
-  return s6_supported_dstate(in.dstate) ? s6::split_workspace_bytes(in, s6::plan_forward(in)) : 0;
+  return s6_supported_dstate(in.dstate) ? s6::split_ws(in, s6::plan_forward(in), nullptr).bytes : 0;
 }
 
 int s6_fwd_segments(const S6Inputs& in) { return s6_supported_dstate(in.dstate) ? s6::plan_forward(in).seg.S : 0; }
