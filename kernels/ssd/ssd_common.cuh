@@ -1,5 +1,5 @@
-// Building blocks of the SSD kernels (ssd_fwd.cu, ssd_bwd.cu): warp shuffles and the m16n8k16 tensor-core
-// product (with CPU-emulator versions), cooperative staging of global tiles into shared memory, and a warp-level
+// Building blocks of the SSD kernels (ssd_fwd.cu, ssd_bwd.cu): the m16n8k16 tensor-core product (with a CPU-emulator
+// version; the warp shuffles are in warp.cuh), cooperative staging of global tiles into shared memory, and a warp-level
 // tile product that runs on tensor cores for bf16 and in plain fp32 FMAs for fp32.
 //
 // Accumulator layout (both paths): a warp computes a 16 × (8·NI) tile as acc[NI][4]; lane l (g = l/4, q = l%4)
@@ -13,10 +13,7 @@
 
 #include "common.cuh"
 #include "ssd/ssd.h"
-
-#ifdef MX_CPU_EMU
-#include <barrier>
-#endif
+#include "warp.cuh"
 
 namespace mx::kern::ssd {
 
@@ -40,82 +37,6 @@ struct Dims {
 inline dim3 chunk_head_grid(const Dims& d) { return dim3(unsigned(d.nc * d.H), 1u, unsigned(d.B)); }
 MX_DEV int64_t grid_chunk(const Dims& d) { return int64_t(blockIdx.x) / d.H; }
 MX_DEV int64_t grid_head(const Dims& d) { return int64_t(blockIdx.x) % d.H; }
-
-MX_DEV int lane_id() { return int(threadIdx.x) & 31; }
-MX_DEV int warp_id() { return int(threadIdx.x) >> 5; }
-
-// ---- CPU emulation of the warp collectives (each lane is an OS thread; a warp meets at a std::barrier).
-#ifdef MX_CPU_EMU
-namespace emu {
-struct WarpBar {
-  std::barrier<> b{32};
-};
-inline WarpBar g_bars[32];
-inline uint32_t g_xchg[32][32][8];
-inline const void* g_xptr[32][32];
-inline void wsync() { g_bars[threadIdx.x >> 5].b.arrive_and_wait(); }
-}  // namespace emu
-#endif
-
-// Orders shared-memory accesses among the lanes of a warp.
-MX_DEV void warp_sync() {
-#ifdef MX_CPU_EMU
-  emu::wsync();
-#else
-  __syncwarp();
-#endif
-}
-
-MX_DEV float shfl_xor(float v, int mask) {
-#ifdef MX_CPU_EMU
-  const int w = warp_id(), l = lane_id();
-  memcpy(&emu::g_xchg[w][l][0], &v, 4);
-  emu::wsync();
-  float r;
-  memcpy(&r, &emu::g_xchg[w][l ^ mask][0], 4);
-  emu::wsync();
-  return r;
-#else
-  return __shfl_xor_sync(0xffffffffu, v, mask);
-#endif
-}
-
-MX_DEV double shfl_xor(double v, int mask) {
-#ifdef MX_CPU_EMU
-  const int w = warp_id(), l = lane_id();
-  memcpy(&emu::g_xchg[w][l][0], &v, 8);
-  emu::wsync();
-  double r;
-  memcpy(&r, &emu::g_xchg[w][l ^ mask][0], 8);
-  emu::wsync();
-  return r;
-#else
-  return __shfl_xor_sync(0xffffffffu, v, mask);
-#endif
-}
-
-// The value of lane − delta (own value for lanes < delta); V is float or double.
-template <typename V>
-MX_DEV V shfl_up(V v, int delta) {
-#ifdef MX_CPU_EMU
-  const int w = warp_id(), l = lane_id();
-  memcpy(&emu::g_xchg[w][l][0], &v, sizeof(V));
-  emu::wsync();
-  V r = v;
-  if (l >= delta) memcpy(&r, &emu::g_xchg[w][l - delta][0], sizeof(V));
-  emu::wsync();
-  return r;
-#else
-  return __shfl_up_sync(0xffffffffu, v, delta);
-#endif
-}
-
-template <typename V>
-MX_DEV V warp_sum(V v) {
-#pragma unroll
-  for (int m = 16; m > 0; m >>= 1) v += shfl_xor(v, m);
-  return v;
-}
 
 MX_DEV float bf16_lo(uint32_t u) { return bf16_to_float(uint16_t(u & 0xffffu)); }
 MX_DEV float bf16_hi(uint32_t u) { return bf16_to_float(uint16_t(u >> 16)); }
