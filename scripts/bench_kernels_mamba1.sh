@@ -18,7 +18,7 @@ steps=("$@")
 [ ${#steps[@]} -eq 0 ] && steps=(test bench)
 
 # ---- build: one nvcc per translation unit, in parallel, then link
-srcs=(kernels/dev/mamba1_kernels.cu kernels/s6/s6_fwd.cu kernels/s6/s6_bwd.cu kernels/conv1d/conv1d.cu kernels/norm/norm.cu)
+srcs=(kernels/dev/mamba1_kernels.cu kernels/s6/*.cu kernels/conv1d/conv1d.cu kernels/norm/norm.cu)
 flags=(-std=c++17 -O3 -arch="$ARCH" --expt-relaxed-constexpr -lineinfo -I kernels ${MX_NVCC_FLAGS:-})
 BIN="$BUILD/mamba1_kernels"
 stale=1
@@ -36,7 +36,8 @@ for i in "${!pids[@]}"; do
   fi
 done
 [ $fail -eq 0 ] || exit 1
-[ $stale -eq 1 ] && nvcc -arch="$ARCH" "$BUILD"/{mamba1_kernels,s6_fwd,s6_bwd,conv1d,norm}.o -o "$BIN"
+objs=(); for s in "${srcs[@]}"; do objs+=("$BUILD/$(basename "$s" .cu).o"); done
+[ $stale -eq 1 ] && nvcc -arch="$ARCH" "${objs[@]}" -o "$BIN"
 # Register / spill report per kernel (the s6 kernels at N = 16 are the ones that matter).
 for f in "$BUILD"/*.ptxas; do
   awk '/Compiling entry function/ {fn=$0} /Used [0-9]+ registers/ {print fn " :: " $0}' "$f"
