@@ -6,6 +6,7 @@
 //   * CudaSelectiveScan.Backward: selective_scan_bwd_cuda against the float64 loops of kernels/s6/s6_ref.h
 //     (every gradient, <= 1e-5 relative to its largest value), and d(scale) against a central finite
 //     difference of the float64 CPU forward (1e-4 relative, kernels.md §6).
+//   * ForwardWide / BackwardWide: the same at 2 x 2560 channels, where the launcher picks the wide kernels.
 //   * CudaConv1d / CudaNorm: forward and backward against the float64 references.
 //   * CudaModel.OrganismLogits: organism-mamba1-7m on the GPU in fp32 gives the CPU logits within 1e-5
 //     relative, and the GPU recurrent step equals the GPU full forward.
@@ -90,24 +91,25 @@ void round_scan(ScanInputs& s, at::ScalarType io) {
 }
 #endif
 
-TEST(CudaSelectiveScan, Forward) {
-  MX_REQUIRE_CUDA();
 #ifdef MX_WITH_CUDA
+// The forward at (B, L, E, N = 16) for each io type and L against the float64 CPU path; `seed` advances per case.
+void check_scan_forward(int64_t B, int64_t E, const std::vector<int64_t>& lens, uint64_t seed) {
+  constexpr int64_t N = 16;
   int k = 0;
   for (auto io : {at::kFloat, at::kBFloat16})
-    for (int64_t L : {1, 7, 128, 2048, 4097}) {
+    for (int64_t L : lens) {
       const int scale_kind = k % 3;
       const bool with_h0 = k % 2 == 0;
-      auto s = make_scan(2, L, 40, 16, scale_kind, with_h0, 1000 + k++);
+      auto s = make_scan(B, L, E, N, scale_kind, with_h0, seed + k++);
       round_scan(s, io);
       auto h_ref = s.h0.clone();
       const auto y_ref = mx::ops::selective_scan(s.u, s.draw, s.bias, s.scale, s.A, s.Bm, s.Cm, s.D, s.z, h_ref);
       // On the GPU: activations in `io` with the same strided layout, parameters and the state in fp32.
       auto dev = [&](const at::Tensor& t, at::ScalarType d) { return t.defined() ? t.to(at::kCUDA, d) : t; };
-      auto zg = at::empty({2, L, 80}, at::TensorOptions().dtype(io).device(at::kCUDA)).narrow(2, 40, 40);
+      auto zg = at::empty({B, L, 2 * E}, at::TensorOptions().dtype(io).device(at::kCUDA)).narrow(2, E, E);
       zg.copy_(s.z);
-      auto xg = at::empty({2, L, 37}, at::TensorOptions().dtype(io).device(at::kCUDA));
-      auto Bg = xg.narrow(2, 5, 16), Cg = xg.narrow(2, 21, 16);
+      auto xg = at::empty({B, L, 5 + 2 * N}, at::TensorOptions().dtype(io).device(at::kCUDA));
+      auto Bg = xg.narrow(2, 5, N), Cg = xg.narrow(2, 5 + N, N);
       Bg.copy_(s.Bm);
       Cg.copy_(s.Cm);
       auto h = dev(s.h0, at::kFloat);
@@ -115,7 +117,8 @@ TEST(CudaSelectiveScan, Forward) {
                                              dev(s.scale, at::kFloat), dev(s.A, at::kFloat), Bg, Cg,
                                              dev(s.D, at::kFloat), zg, h);
       ASSERT_EQ(y.scalar_type(), io);
-      const std::string what = std::string(io == at::kFloat ? "fp32" : "bf16") + " L=" + std::to_string(L);
+      const std::string what = std::string(io == at::kFloat ? "fp32" : "bf16") + " B=" + std::to_string(B) +
+                               " E=" + std::to_string(E) + " L=" + std::to_string(L);
       const double eh = err_rel_max(h, h_ref);
       report("scan fwd " + what + " hT rel", eh);
       EXPECT_LE(eh, kGradRel) << what;
@@ -137,26 +140,44 @@ TEST(CudaSelectiveScan, Forward) {
         EXPECT_LE(u, 1.0) << what;
       }
     }
+}
+#endif
+
+TEST(CudaSelectiveScan, Forward) {
+  MX_REQUIRE_CUDA();
+#ifdef MX_WITH_CUDA
+  check_scan_forward(2, 40, {1, 7, 128, 2048, 4097}, 1000);
 #endif
 }
 
-TEST(CudaSelectiveScan, Backward) {
+// Enough channels (2 x 2560 x 16 states, as many (channel, state) chains as the 2.8b shape's 5120 at batch 1) for
+// the launcher to choose the wide kernels on a large GPU (s6.h, S6Inputs::path).
+TEST(CudaSelectiveScan, ForwardWide) {
   MX_REQUIRE_CUDA();
 #ifdef MX_WITH_CUDA
+  check_scan_forward(2, 2560, {1, 45, 2049}, 1100);
+#endif
+}
+
+#ifdef MX_WITH_CUDA
+// Every gradient of the scan at (B, L, E, N = 16) for each L against the float64 loops; d(scale) also against a
+// finite difference where the scale is a scalar.
+void check_scan_backward(int64_t B, int64_t E, const std::vector<int64_t>& lens, uint64_t seed) {
+  constexpr int64_t N = 16;
   int k = 0;
-  for (int64_t L : {7, 4097}) {
+  for (int64_t L : lens) {
     const int scale_kind = k % 2 ? 2 : 1;
-    auto s = make_scan(2, L, 40, 16, scale_kind, true, 2000 + k++);
+    auto s = make_scan(B, L, E, N, scale_kind, true, seed + k++);
     round_scan(s, at::kFloat);
-    auto dy = at::randn({2, L, 40}, at::TensorOptions().dtype(at::kDouble)).to(at::kFloat).to(at::kDouble);
-    auto dhT = at::randn({2, 40, 16}, at::TensorOptions().dtype(at::kDouble)).to(at::kFloat).to(at::kDouble);
+    auto dy = at::randn({B, L, E}, at::TensorOptions().dtype(at::kDouble)).to(at::kFloat).to(at::kDouble);
+    auto dhT = at::randn({B, E, N}, at::TensorOptions().dtype(at::kDouble)).to(at::kFloat).to(at::kDouble);
     auto g32 = [](const at::Tensor& t) { return t.defined() ? t.to(at::kCUDA, at::kFloat) : t; };
     mx::ops::SelectiveScanWeightGrads wg;
     const auto g = mx::ops::selective_scan_bwd_cuda(g32(s.u), g32(s.draw), g32(s.bias), g32(s.scale), g32(s.A),
                                                     g32(s.Bm), g32(s.Cm), g32(s.D), g32(s.z), g32(s.h0), g32(dy),
                                                     g32(dhT), &wg);
     mx::kern::ref::S6Problem p;
-    p.B = 2, p.L = L, p.E = 40, p.N = 16;
+    p.B = B, p.L = L, p.E = E, p.N = N;
     p.u = to_vec(s.u), p.delta = to_vec(s.draw), p.z = to_vec(s.z), p.Bm = to_vec(s.Bm), p.Cm = to_vec(s.Cm);
     p.A = to_vec(s.A), p.D = to_vec(s.D), p.dt_bias = to_vec(s.bias), p.dt_scale = to_vec(s.scale), p.h0 = to_vec(s.h0);
     const auto r = mx::kern::ref::s6_ref_bwd(p, to_vec(dy), to_vec(dhT));
@@ -164,17 +185,18 @@ TEST(CudaSelectiveScan, Backward) {
       return at::from_blob(const_cast<double*>(v.data()), shape, at::TensorOptions().dtype(at::kDouble)).clone();
     };
     std::vector<std::pair<std::string, std::pair<at::Tensor, at::Tensor>>> cmp = {
-        {"du", {g.du, T(r.du, {2, L, 40})}},          {"ddelta", {g.ddelta_raw, T(r.ddelta, {2, L, 40})}},
-        {"dz", {g.dz, T(r.dz, {2, L, 40})}},          {"dB", {g.dB, T(r.dB, {2, L, 16})}},
-        {"dC", {g.dC, T(r.dC, {2, L, 16})}},          {"dh0", {g.dh0, T(r.dh0, {2, 40, 16})}},
-        {"dA", {wg.dA, T(r.dA, {40, 16})}},           {"dD", {wg.dD, T(r.dD, {40})}},
-        {"ddt_bias", {wg.ddt_bias, T(r.ddt_bias, {40})}}};
-    auto ds_ref = T(r.ddt_scale, {40});
+        {"du", {g.du, T(r.du, {B, L, E})}},          {"ddelta", {g.ddelta_raw, T(r.ddelta, {B, L, E})}},
+        {"dz", {g.dz, T(r.dz, {B, L, E})}},          {"dB", {g.dB, T(r.dB, {B, L, N})}},
+        {"dC", {g.dC, T(r.dC, {B, L, N})}},          {"dh0", {g.dh0, T(r.dh0, {B, E, N})}},
+        {"dA", {wg.dA, T(r.dA, {E, N})}},            {"dD", {wg.dD, T(r.dD, {E})}},
+        {"ddt_bias", {wg.ddt_bias, T(r.ddt_bias, {E})}}};
+    auto ds_ref = T(r.ddt_scale, {E});
     cmp.push_back({"dscale", {g.dscale, scale_kind == 1 ? ds_ref.sum().reshape({1}) : ds_ref}});
+    const std::string what = "B=" + std::to_string(B) + " E=" + std::to_string(E) + " L=" + std::to_string(L);
     for (const auto& [name, pr] : cmp) {
       const double e = err_rel_max(pr.first, pr.second);
-      report("scan bwd L=" + std::to_string(L) + " " + name + " rel", e);
-      EXPECT_LE(e, kGradRel) << name << " L=" << L;
+      report("scan bwd " + what + " " + name + " rel", e);
+      EXPECT_LE(e, kGradRel) << name << " " << what;
     }
     // d(scale) against a central difference of the float64 CPU forward, loss = Σ y·dy + Σ hT·dhT.
     if (scale_kind == 1) {
@@ -186,10 +208,25 @@ TEST(CudaSelectiveScan, Backward) {
       };
       const double fd = (loss(eps) - loss(-eps)) / (2 * eps);
       const double e = std::fabs(g.dscale.item<double>() - fd) / std::fabs(fd);
-      report("scan bwd L=" + std::to_string(L) + " dscale vs finite difference rel", e);
-      EXPECT_LE(e, kDscaleFd);
+      report("scan bwd " + what + " dscale vs finite difference rel", e);
+      EXPECT_LE(e, kDscaleFd) << what;
     }
   }
+}
+#endif
+
+TEST(CudaSelectiveScan, Backward) {
+  MX_REQUIRE_CUDA();
+#ifdef MX_WITH_CUDA
+  check_scan_backward(2, 40, {7, 4097}, 2000);
+#endif
+}
+
+// The backward at the wide kernels' scale (see ForwardWide).
+TEST(CudaSelectiveScan, BackwardWide) {
+  MX_REQUIRE_CUDA();
+#ifdef MX_WITH_CUDA
+  check_scan_backward(2, 2560, {7, 1100}, 2100);
 #endif
 }
 
