@@ -24,21 +24,6 @@ using namespace mx::dev;
 
 namespace {
 
-// Every case without forced segments runs on both kernel families (S6Inputs::path): the wide kernels (1) where they
-// support the shape, and the split kernels (2).
-std::vector<S6Case> both_paths(const std::vector<S6Case>& in) {
-  std::vector<S6Case> cs;
-  for (S6Case c : in) {
-    if (c.segments == 0) {
-      c.path = 1;
-      cs.push_back(c);
-      c.path = 2;
-    }
-    cs.push_back(c);
-  }
-  return cs;
-}
-
 std::vector<S6Case> s6_cases(bool quick) {
   std::vector<S6Case> cs;
   const std::vector<int64_t> lens = quick ? std::vector<int64_t>{1, 7, 128, 300}
@@ -84,7 +69,7 @@ std::vector<S6Case> s6_cases(bool quick) {
     c.segments = N == 32 ? 2 : 0;
     cs.push_back(c);
   }
-  if (quick) return both_paths(cs);
+  if (quick) return cs;
   // The 2.8b channel count, short (every channel block), and the long case with scale and h0 both on.
   S6Case wide;
   wide.L = 257, wide.E = 5120, wide.B = 1, wide.scale = 2, wide.h0 = true, wide.dhT = true;
@@ -92,7 +77,7 @@ std::vector<S6Case> s6_cases(bool quick) {
   S6Case lng;
   lng.L = 65536, lng.E = 40, lng.B = 1, lng.scale = 2, lng.h0 = true, lng.dhT = true, lng.strided = true;
   cs.push_back(lng);
-  return both_paths(cs);
+  return cs;
 }
 
 std::vector<ConvCase> conv_cases(bool quick) {
@@ -134,9 +119,9 @@ std::vector<NormCase> norm_cases(bool quick) {
 
 std::string s6_name(const S6Case& c) {
   char b[160];
-  std::snprintf(b, sizeof(b), "s6 %s B%lld L%lld E%lld N%lld z%d s%d h0%d dhT%d seg%d str%d path%d",
-                io_name(c.io), (long long)c.B, (long long)c.L, (long long)c.E, (long long)c.N, c.z, c.scale, c.h0, c.dhT,
-                c.segments, c.strided, c.path);
+  std::snprintf(b, sizeof(b), "s6 %s B%lld L%lld E%lld N%lld z%d s%d h0%d dhT%d seg%d str%d", io_name(c.io),
+                (long long)c.B, (long long)c.L, (long long)c.E, (long long)c.N, c.z, c.scale, c.h0, c.dhT, c.segments,
+                c.strided);
   return b;
 }
 

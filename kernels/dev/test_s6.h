@@ -27,7 +27,6 @@ struct S6Case {
   int scale = 0;  // 0 none, 1 scalar, 2 per channel
   bool h0 = false, dhT = false;
   int segments = 0;  // 0 = automatic
-  int path = 0;      // S6Inputs::path: 0 automatic, 1 wide kernels, 2 split kernels
   bool strided = false;
 };
 
@@ -131,7 +130,6 @@ inline S6Result run_s6_case(const S6Case& c, uint64_t seed) {
   in.dt_scale = d_s.as<float>();
   in.dt_scale_stride = c.scale == 2 ? 1 : 0;
   in.num_segments = c.segments;
-  in.path = c.path;
 
   const size_t ws_bytes = std::max(kern::s6_fwd_workspace_bytes(in), kern::s6_bwd_workspace_bytes(in));
   DevBuf ws(ws_bytes);
@@ -237,7 +235,6 @@ inline S6Result run_s6_case(const S6Case& c, uint64_t seed) {
   Json j;
   j.str("kind", "s6").num("B", B).num("L", L).num("E", E).num("N", N).str("io", io_name(c.io));
   j.boolean("z", c.z).num("scale", c.scale).boolean("h0", c.h0).boolean("dhT", c.dhT).num("segments", c.segments);
-  j.num("path", c.path);
   j.boolean("strided", c.strided).num("seed", double(seed)).raw("metrics", metrics.dump()).boolean("pass", res.pass);
   res.json = j.dump();
   return res;

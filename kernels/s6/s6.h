@@ -47,10 +47,6 @@ struct S6Inputs {
   const float* dt_scale = nullptr;  // (1) or (E) or null (= 1)
   int64_t dt_scale_stride = 0;      // 0: one scalar, 1: per channel
   int num_segments = 0;             // time segments: 0 = choose from the GPU size; > 0 forces (tests)
-  // Kernel family: 0 = choose from the shape and the GPU; 1 = the wide kernels (one lane per (channel, state), no
-  // time split) wherever they support the shape; 2 = the split kernels (lanes of 4 states, time segments). Tests
-  // run both; num_segments > 0 implies the split kernels.
-  int path = 0;
 };
 
 struct S6FwdArgs {
