@@ -6,7 +6,8 @@
 //   * CudaSelectiveScan.Backward: selective_scan_bwd_cuda against the float64 loops of kernels/s6/s6_ref.h
 //     (every gradient, <= 1e-5 relative to its largest value), and d(scale) against a central finite
 //     difference of the float64 CPU forward (1e-4 relative, kernels.md §6).
-//   * ForwardWide / BackwardWide: the same at 2 x 2560 channels, where the launcher picks the wide kernels.
+//   * ForwardManyChannels / BackwardManyChannels: the same at 2 x 2560 channels (as many (channel, state) chains as
+//     the 2.8b shape at batch 1: every channel block of a full GPU, and the launcher's time-split plan for them).
 //   * CudaConv1d / CudaNorm: forward and backward against the float64 references.
 //   * CudaModel.OrganismLogits: organism-mamba1-7m on the GPU in fp32 gives the CPU logits within 1e-5
 //     relative, and the GPU recurrent step equals the GPU full forward.
@@ -150,9 +151,8 @@ TEST(CudaSelectiveScan, Forward) {
 #endif
 }
 
-// Enough channels (2 x 2560 x 16 states, as many (channel, state) chains as the 2.8b shape's 5120 at batch 1) for
-// the launcher to choose the wide kernels on a large GPU (s6.h, S6Inputs::path).
-TEST(CudaSelectiveScan, ForwardWide) {
+// 2 x 2560 channels: as many (channel, state) chains as the 2.8b shape at batch 1.
+TEST(CudaSelectiveScan, ForwardManyChannels) {
   MX_REQUIRE_CUDA();
 #ifdef MX_WITH_CUDA
   check_scan_forward(2, 2560, {1, 45, 2049}, 1100);
@@ -222,8 +222,8 @@ TEST(CudaSelectiveScan, Backward) {
 #endif
 }
 
-// The backward at the wide kernels' scale (see ForwardWide).
-TEST(CudaSelectiveScan, BackwardWide) {
+// The backward at the same scale (see ForwardManyChannels).
+TEST(CudaSelectiveScan, BackwardManyChannels) {
   MX_REQUIRE_CUDA();
 #ifdef MX_WITH_CUDA
   check_scan_backward(2, 2560, {7, 1100}, 2100);
