@@ -195,7 +195,10 @@ TEST_P(CudaSsdBackward, MatchesFloat64Backward) {
             << " N=" << c.N << ": max/mean" << line << " (tol " << sci(tol) << " / " << sci(tol_mean) << ")\n";
 
   // The same backward from the intermediates that the forward kept (what the autograd path runs) instead of
-  // recomputing them: dx, dB, dC and dh0 bit for bit; d(dt) and d(scale) to fp32 rounding (atomic sums).
+  // recomputing them: dx, dB, dC and dh0 bit for bit. d(dt) and d(scale) are summed by fp32 atomics whose order
+  // differs from run to run (max|Δ| / RMS between the two runs measured up to 1.4e-6 in fp32 on an H100; in bf16 an
+  // order difference can flip an output's rounding): they meet the float64 check above as the recomputing run does,
+  // and in fp32 agree with it to the gradient tolerance of kernels.md (1e-5).
   at::Tensor saved, h = d.h.clone();
   mx::ops::ssd_scan_cuda(d.x, d.dt, d.bias, d.scale, in.lo, in.hi, d.A, d.Bm, d.Cm, d.D, h, false, &saved);
   ASSERT_TRUE(saved.defined());
@@ -205,8 +208,12 @@ TEST_P(CudaSsdBackward, MatchesFloat64Backward) {
   EXPECT_TRUE(at::equal(gs.dB, gd.dB));
   EXPECT_TRUE(at::equal(gs.dC, gd.dC));
   EXPECT_TRUE(at::equal(gs.dh0, gd.dh0));
-  EXPECT_LE(err_rms(gs.ddt_raw, gd.ddt_raw), 1e-6);
-  EXPECT_LE(err_rms(gs.dscale, gd.dscale), 1e-6);
+  chk("ddt(saved)", gs.ddt_raw, g.ddt_raw);
+  chk("dscale(saved)", gs.dscale, g.dscale);
+  if (!c.bf16) {
+    EXPECT_LE(err_rms(gs.ddt_raw, gd.ddt_raw), 1e-5);
+    EXPECT_LE(err_rms(gs.dscale, gd.dscale), 1e-5);
+  }
 #endif
 }
 
