@@ -1,4 +1,4 @@
-// Warp collectives shared by the kernels (lane / warp ids, __syncwarp, shuffles), with CPU-emulator versions: in
+// Warp collectives (lane / warp ids, __syncwarp, shuffles; the SSD kernels use them), with CPU-emulator versions: in
 // kernels/dev/cuda_emu.h each lane is an OS thread and a warp meets at a std::barrier (whole warps only: the CTA
 // size must be a multiple of 32 where these are used).
 #pragma once
@@ -38,27 +38,15 @@ MX_DEV void warp_sync() {
 #endif
 }
 
-MX_DEV float shfl_xor(float v, int mask) {
+// The value of lane ^ mask; V is float or double.
+template <typename V>
+MX_DEV V shfl_xor(V v, int mask) {
 #ifdef MX_CPU_EMU
   const int w = warp_id(), l = lane_id();
-  memcpy(&emu::g_xchg[w][l][0], &v, 4);
+  memcpy(&emu::g_xchg[w][l][0], &v, sizeof(V));
   emu::wsync();
-  float r;
-  memcpy(&r, &emu::g_xchg[w][l ^ mask][0], 4);
-  emu::wsync();
-  return r;
-#else
-  return __shfl_xor_sync(0xffffffffu, v, mask);
-#endif
-}
-
-MX_DEV double shfl_xor(double v, int mask) {
-#ifdef MX_CPU_EMU
-  const int w = warp_id(), l = lane_id();
-  memcpy(&emu::g_xchg[w][l][0], &v, 8);
-  emu::wsync();
-  double r;
-  memcpy(&r, &emu::g_xchg[w][l ^ mask][0], 8);
+  V r;
+  memcpy(&r, &emu::g_xchg[w][l ^ mask][0], sizeof(V));
   emu::wsync();
   return r;
 #else

@@ -191,8 +191,6 @@ TEST_P(CudaSsdBackward, MatchesFloat64Backward) {
   chk("dC", gd.dC, g.dC);
   chk("dh0", gd.dh0, g.dh0);
   chk("dscale", gd.dscale, g.dscale);
-  std::cout << "[ssd bwd] " << (c.bf16 ? "bf16" : "fp32") << " L=" << c.L << " H=" << c.H << " G=" << c.G
-            << " N=" << c.N << ": max/mean" << line << " (tol " << sci(tol) << " / " << sci(tol_mean) << ")\n";
 
   // The same backward from the intermediates that the forward kept (what the autograd path runs) instead of
   // recomputing them: dx, dB, dC and dh0 bit for bit. d(dt) and d(scale) are summed by fp32 atomics whose order
@@ -214,6 +212,8 @@ TEST_P(CudaSsdBackward, MatchesFloat64Backward) {
     EXPECT_LE(err_rms(gs.ddt_raw, gd.ddt_raw), 1e-5);
     EXPECT_LE(err_rms(gs.dscale, gd.dscale), 1e-5);
   }
+  std::cout << "[ssd bwd] " << (c.bf16 ? "bf16" : "fp32") << " L=" << c.L << " H=" << c.H << " G=" << c.G
+            << " N=" << c.N << ": max/mean" << line << " (tol " << sci(tol) << " / " << sci(tol_mean) << ")\n";
 #endif
 }
 
