@@ -26,6 +26,17 @@ inline WarpBar g_bars[32];
 inline uint32_t g_xchg[32][32][8];
 inline const void* g_xptr[32][32];
 inline void wsync() { g_bars[threadIdx.x >> 5].b.arrive_and_wait(); }
+// A shuffle: every lane of the warp publishes v and receives the value of lane `src`.
+template <typename V>
+V exchange(V v, int src) {
+  const int w = warp_id(), l = lane_id();
+  memcpy(&g_xchg[w][l][0], &v, sizeof(V));
+  wsync();
+  V r;
+  memcpy(&r, &g_xchg[w][src][0], sizeof(V));
+  wsync();
+  return r;
+}
 }  // namespace emu
 #endif
 
@@ -42,13 +53,7 @@ MX_DEV void warp_sync() {
 template <typename V>
 MX_DEV V shfl_xor(V v, int mask) {
 #ifdef MX_CPU_EMU
-  const int w = warp_id(), l = lane_id();
-  memcpy(&emu::g_xchg[w][l][0], &v, sizeof(V));
-  emu::wsync();
-  V r;
-  memcpy(&r, &emu::g_xchg[w][l ^ mask][0], sizeof(V));
-  emu::wsync();
-  return r;
+  return emu::exchange(v, lane_id() ^ mask);
 #else
   return __shfl_xor_sync(0xffffffffu, v, mask);
 #endif
@@ -58,13 +63,8 @@ MX_DEV V shfl_xor(V v, int mask) {
 template <typename V>
 MX_DEV V shfl_up(V v, int delta) {
 #ifdef MX_CPU_EMU
-  const int w = warp_id(), l = lane_id();
-  memcpy(&emu::g_xchg[w][l][0], &v, sizeof(V));
-  emu::wsync();
-  V r = v;
-  if (l >= delta) memcpy(&r, &emu::g_xchg[w][l - delta][0], sizeof(V));
-  emu::wsync();
-  return r;
+  const int l = lane_id();
+  return emu::exchange(v, l >= delta ? l - delta : l);
 #else
   return __shfl_up_sync(0xffffffffu, v, delta);
 #endif
